@@ -150,6 +150,15 @@ void EventLoop::DrainPosted() {
   for (auto& cb : batch) cb();
 }
 
+void EventLoop::RunDeferred() {
+  // Deferred work may defer more; run until quiet (bounded so a bug can't spin forever).
+  for (int round = 0; round < 64 && !deferred_.empty(); ++round) {
+    std::vector<Callback> batch;
+    batch.swap(deferred_);
+    for (auto& cb : batch) cb();
+  }
+}
+
 void EventLoop::Run() {
   owner_ = std::this_thread::get_id();
   EventLoop* previous = t_current_loop;
@@ -160,7 +169,7 @@ void EventLoop::Run() {
   }
   epoll_event events[64];
   while (!stop_) {
-    int n = epoll_wait(epoll_fd_.get(), events, 64, -1);
+    int n = epoll_wait(epoll_fd_.get(), events, 64, deferred_.empty() ? -1 : 0);
     if (n < 0) {
       if (errno == EINTR) continue;
       break;
@@ -176,10 +185,12 @@ void EventLoop::Run() {
         if (!w->removed) w->callback(events[i].events);
       }
     }
+    RunDeferred();
     graveyard_.clear();
   }
   // Run what was posted before Stop() so that shutdown work queued by other threads is done.
   DrainPosted();
+  RunDeferred();
   t_current_loop = previous;
 }
 

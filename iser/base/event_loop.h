@@ -52,6 +52,11 @@ class EventLoop {
   TimerId RunAfter(absl::Duration delay, Callback callback);
   void CancelTimer(TimerId id);
 
+  // Runs `callback` on the loop thread after the current batch of events has been
+  // handled, before the loop sleeps again. Loop thread only; no syscall. Used to coalesce
+  // work (e.g. one writev for all responses produced while handling a batch).
+  void Defer(Callback callback) { deferred_.push_back(std::move(callback)); }
+
   // Runs until Stop(). Stop() is thread-safe and may be called before Run().
   void Run();
   void Stop();
@@ -82,7 +87,9 @@ class EventLoop {
   bool stop_ = false;
 
   std::unordered_map<int, std::unique_ptr<Watcher>> watchers_;
-  std::vector<std::unique_ptr<Watcher>> graveyard_;  // removed during dispatch
+  std::vector<std::unique_ptr<Watcher>> graveyard_;
+  std::vector<Callback> deferred_;
+  void RunDeferred();  // removed during dispatch
 
   std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timer_heap_;
   std::unordered_map<TimerId, Callback> timer_callbacks_;

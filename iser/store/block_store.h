@@ -40,15 +40,13 @@ class BlockStore {
 
   virtual void Read(uint64_t offset, std::span<uint8_t> dst, IoCallback done) = 0;
   // fua: the data is durable when `done` runs (as if followed by Flush()).
-  virtual void Write(uint64_t offset, std::span<const uint8_t> src, bool fua,
-                     IoCallback done) = 0;
+  virtual void Write(uint64_t offset, std::span<const uint8_t> src, bool fua, IoCallback done) = 0;
   // Makes every completed write durable (fdatasync).
   virtual void Flush(IoCallback done) = 0;
   // Deallocates; later reads return zeroes.
   virtual void Unmap(uint64_t offset, uint64_t length, IoCallback done) = 0;
   // Writes zeroes over the range; `deallocate` lets the backend punch a hole instead.
-  virtual void WriteZeroes(uint64_t offset, uint64_t length, bool deallocate,
-                           IoCallback done) = 0;
+  virtual void WriteZeroes(uint64_t offset, uint64_t length, bool deallocate, IoCallback done) = 0;
 
   // Provisioning state of the run that starts at `offset` (at most `max_length` bytes).
   virtual absl::StatusOr<LbaRun> GetLbaStatus(uint64_t offset, uint64_t max_length) = 0;

@@ -166,7 +166,6 @@ void SparseFileStore::Write(uint64_t offset, std::span<const uint8_t> src, bool 
 }
 
 void SparseFileStore::Flush(IoCallback done) {
-  if (read_only_) return done(absl::OkStatus());  // nothing of ours to make durable
   if (UringRing* ring = Ring()) {
     ring->Submit(UringFileOp::DataSync(fd_, std::move(done)));
     return;

@@ -2,6 +2,7 @@
 // the inline fallback when io_uring cannot be used.
 #include "iser/store/uring_ring.h"
 
+#include <functional>
 #include <thread>
 #include <vector>
 
@@ -42,16 +43,15 @@ std::unique_ptr<EventLoop> NewLoop() {
 void RunUntil(std::vector<int>* order, size_t want, absl::AnyInvocable<void(UringRing*)> body) {
   auto loop = NewLoop();
   EventLoop* l = loop.get();
+  std::function<void()> poll = [l, order, want, &poll] {
+    if (order->size() >= want) return l->Stop();
+    l->RunAfter(absl::Milliseconds(1), [&poll] { poll(); });
+  };
   l->Post([&] {
     UringRing* ring = UringRing::ForCurrentLoop();
     ASSERT_NE(ring, nullptr);
     body(ring);
-    auto poll = std::make_shared<absl::AnyInvocable<void()>>();
-    *poll = [l, order, want, poll] {
-      if (order->size() >= want) return l->Stop();
-      l->RunAfter(absl::Milliseconds(1), [poll] { (*poll)(); });
-    };
-    (*poll)();
+    poll();
   });
   l->RunAfter(absl::Seconds(20), [l] { l->Stop(); });
   l->Run();

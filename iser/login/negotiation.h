@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -52,6 +53,11 @@ struct OperationalParams {
   uint32_t max_ahs_length = 256;
   bool tagged_buffer_for_solicited_data_only = false;
   bool iser_hello_required = false;
+  // Declarations made by the target (the fields above hold the initiator's).
+  uint32_t target_max_outstanding_unexpected_pdus = 0;
+  uint32_t target_max_ahs_length = 256;
+  // iSCSIProtocolLevel (RFC 7144 sec 2.1): 0 = unspecified, 1 = RFC 7143.
+  uint32_t iscsi_protocol_level = 0;
 };
 
 // CHAP credentials. An empty user means "not configured".
@@ -64,8 +70,8 @@ struct ChapCredentials {
 struct TargetNodeInfo {
   std::string name;
   std::string alias;
-  ChapCredentials chap;          // initiator must authenticate with these if set
-  ChapCredentials mutual_chap;   // target answers the initiator's challenge with these
+  ChapCredentials chap;         // initiator must authenticate with these if set
+  ChapCredentials mutual_chap;  // target answers the initiator's challenge with these
   std::vector<std::string> allowed_initiators;  // empty: any initiator may log in
 };
 
@@ -76,8 +82,15 @@ struct TargetLoginConfig {
   bool rdma_capable = false;  // this connection can run iSER (answer RDMAExtensions=Yes)
   // Returns nullopt for an unknown target name.
   std::function<std::optional<TargetNodeInfo>(std::string_view target_name)> lookup_target;
-  // Fills `out` with random bytes (CHAP challenges and identifiers).
+  // Fills `out` with random bytes (CHAP challenges and identifiers). Empty: OpenSSL
+  // RAND_bytes.
   std::function<void(uint8_t* out, size_t len)> random_bytes;
+  // CHAP for discovery sessions (no TargetNodeInfo applies to them).
+  ChapCredentials discovery_chap;
+  ChapCredentials discovery_mutual_chap;
+  // CHAP_A values the target accepts (IANA PPP authentication algorithms: 5 MD5,
+  // 6 SHA-1, 7 SHA-256, 8 SHA3-256). The initiator's order decides among them.
+  std::vector<int> chap_algorithms = {5, 6, 7, 8};
 };
 
 // One reassembled Login Request as the negotiator needs it.
@@ -92,9 +105,9 @@ struct LoginResponse {
   uint8_t csg = 0;
   uint8_t nsg = 0;
   bool transit = false;
-  uint8_t status_class = 0;   // 0 success, 1 redirect, 2 initiator error, 3 target error
+  uint8_t status_class = 0;  // 0 success, 1 redirect, 2 initiator error, 3 target error
   uint8_t status_detail = 0;
-  std::string text;           // key=value\0 pairs to send (the caller splits with C bit)
+  std::string text;  // key=value\0 pairs to send (the caller splits with C bit)
   // True when this response moves the connection into full feature phase.
   bool full_feature = false;
   // True when the login failed: send this response, then close the connection.
@@ -136,6 +149,14 @@ std::string TargetTextResponse(std::string_view request_text, SessionType sessio
                                const std::vector<TargetNodeInfo>& targets,
                                const std::vector<PortalInfo>& portals,
                                std::string_view initiator_name);
+// As above, but a malformed request text (which TargetTextResponse answers with an empty
+// text) is reported, so the caller can send a Reject PDU instead (sec 11.17.1).
+absl::StatusOr<std::string> TargetTextResponseOrError(std::string_view request_text,
+                                                      SessionType session_type,
+                                                      std::string_view session_target_name,
+                                                      const std::vector<TargetNodeInfo>& targets,
+                                                      const std::vector<PortalInfo>& portals,
+                                                      std::string_view initiator_name);
 
 }  // namespace iser::login
 

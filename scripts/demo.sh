@@ -57,6 +57,7 @@ fi
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
+  set +e
   if [[ -n "$ISER_TARGET_PID" ]]; then iser_target_stop || true; fi
   tgt_stop
   rm -f "$LUNFILE"

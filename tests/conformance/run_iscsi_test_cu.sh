@@ -53,6 +53,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/iser-conformance.XXXXXX")
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
+  set +e
   [[ -n "${CU_PID:-}" ]] && kill -KILL "$CU_PID" 2>/dev/null
   tgt_stop
   if [[ -n "$ISER_TARGET_PID" ]]; then iser_target_stop || true; fi

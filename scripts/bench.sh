@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Benchmarks: iser-target vs tgt with iscsi-perf, loopback iperf3 as the ceiling.
+#   bash scripts/bench.sh [bench_target.sh options, e.g. --rounds 5 --seconds 10]
+# Takes ~2.5 min with the defaults (3 rounds x 3 workloads x 2 peers x 6 s + setup).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD_DIR=${BUILD_DIR:-build}
+BIN=$(pwd)/$BUILD_DIR/iser/target/iser-target
+
+if [[ -n "${ISER_SKIP_DEPS:-}" ]]; then
+  echo "bench: ISER_SKIP_DEPS set, not checking packages"
+else
+  bash scripts/install-deps.sh
+fi
+if ! ISER_BUILD_TARGETS=iser-target bash scripts/build.sh; then
+  echo "bench: building iser-target failed; measuring tgt only"
+fi
+if [[ ! -x "$BIN" ]]; then
+  echo "bench: $BIN does not exist (iser-target not in this tree yet); measuring tgt only"
+fi
+exec bash tests/bench/bench_target.sh --target "$BIN" "$@"

@@ -1,0 +1,1 @@
+#include "tests/iser/scsi/scsi_test_util.h"

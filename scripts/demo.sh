@@ -37,7 +37,10 @@ if [[ $AGAINST_TGT == 1 ]]; then
 else
   PEER=iser-target LUN=0
   step "2. build iser-target ($BUILD_DIR, clang, RelWithDebInfo)"
-  ISER_BUILD_TARGETS=iser-target bash scripts/build.sh
+  if ! ISER_BUILD_TARGETS=iser-target bash scripts/build.sh; then
+    echo "building iser-target failed (see above)" >&2
+    exit 1
+  fi
   if [[ ! -x "$BIN" ]]; then
     echo "no $BIN after the build: iser-target has not landed in this tree yet" >&2
     exit 1

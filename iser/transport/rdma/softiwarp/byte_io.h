@@ -1,0 +1,70 @@
+// Byte sources and sinks the FPDU engines read from and write to: a non-blocking
+// socket in production, memory in tests and the fuzzer.
+#ifndef ISER_TRANSPORT_RDMA_SOFTIWARP_BYTE_IO_H_
+#define ISER_TRANSPORT_RDMA_SOFTIWARP_BYTE_IO_H_
+
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+namespace iser::softiwarp {
+
+// readv/writev results: > 0 bytes moved, 0 end of stream (read only), < 0 -errno
+// (-EAGAIN when the call would block).
+class ByteSource {
+ public:
+  virtual ~ByteSource() = default;
+  virtual ssize_t Readv(const iovec* iov, int iovcnt) = 0;
+};
+
+class ByteSink {
+ public:
+  virtual ~ByteSink() = default;
+  virtual ssize_t Writev(const iovec* iov, int iovcnt) = 0;
+};
+
+class FdByteIo : public ByteSource, public ByteSink {
+ public:
+  explicit FdByteIo(int fd) : fd_(fd) {}
+  ssize_t Readv(const iovec* iov, int iovcnt) override;
+  ssize_t Writev(const iovec* iov, int iovcnt) override;
+
+ private:
+  int fd_;
+};
+
+// Serves `data` in chunks of at most `chunk` bytes per call, then -EAGAIN (or 0 at
+// the end if `eof`).
+class MemoryByteSource : public ByteSource {
+ public:
+  MemoryByteSource(std::span<const uint8_t> data, size_t chunk, bool eof = false)
+      : data_(data), chunk_(chunk == 0 ? 1 : chunk), eof_(eof) {}
+  ssize_t Readv(const iovec* iov, int iovcnt) override;
+  size_t consumed() const { return pos_; }
+  void Extend(std::span<const uint8_t> data) { data_ = data; }
+
+ private:
+  std::span<const uint8_t> data_;
+  size_t chunk_;
+  bool eof_;
+  size_t pos_ = 0;
+};
+
+// Appends everything written (up to `limit` bytes per call) to a vector.
+class MemoryByteSink : public ByteSink {
+ public:
+  explicit MemoryByteSink(size_t limit = SIZE_MAX) : limit_(limit) {}
+  ssize_t Writev(const iovec* iov, int iovcnt) override;
+  std::vector<uint8_t>& data() { return data_; }
+
+ private:
+  size_t limit_;
+  std::vector<uint8_t> data_;
+};
+
+}  // namespace iser::softiwarp
+
+#endif  // ISER_TRANSPORT_RDMA_SOFTIWARP_BYTE_IO_H_

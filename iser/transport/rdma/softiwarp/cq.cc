@@ -1,0 +1,77 @@
+#include "iser/transport/rdma/softiwarp/cq.h"
+
+#include <sys/eventfd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "iser/base/logging.h"
+
+namespace iser::softiwarp {
+
+absl::StatusOr<std::unique_ptr<SoftCompletionChannel>> SoftCompletionChannel::Create() {
+  UniqueFd fd(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (!fd) return absl::InternalError(absl::StrCat("eventfd: ", std::strerror(errno)));
+  return std::unique_ptr<SoftCompletionChannel>(new SoftCompletionChannel(std::move(fd)));
+}
+
+absl::StatusOr<rdma::CompletionQueue*> SoftCompletionChannel::GetEvent() {
+  if (events_.empty()) return absl::UnavailableError("no CQ event");
+  SoftCq* cq = events_.front();
+  events_.pop_front();
+  if (events_.empty()) {
+    uint64_t v;
+    [[maybe_unused]] ssize_t n = ::read(fd_.get(), &v, sizeof(v));
+  }
+  return cq;
+}
+
+void SoftCompletionChannel::Notify(SoftCq* cq) {
+  events_.push_back(cq);
+  uint64_t one = 1;
+  [[maybe_unused]] ssize_t n = ::write(fd_.get(), &one, sizeof(one));
+}
+
+void SoftCompletionChannel::Forget(SoftCq* cq) {
+  std::erase(events_, cq);
+  if (events_.empty()) {
+    uint64_t v;
+    [[maybe_unused]] ssize_t n = ::read(fd_.get(), &v, sizeof(v));
+  }
+}
+
+SoftCq::~SoftCq() {
+  if (channel_ != nullptr) channel_->Forget(this);
+}
+
+int SoftCq::Poll(std::span<rdma::WorkCompletion> out) {
+  size_t n = std::min(out.size(), queue_.size());
+  for (size_t i = 0; i < n; ++i) {
+    out[i] = queue_.front();
+    queue_.pop_front();
+  }
+  return static_cast<int>(n);
+}
+
+absl::Status SoftCq::RequestNotify(bool solicited_only) {
+  if (channel_ == nullptr) return absl::FailedPreconditionError("CQ has no channel");
+  armed_ = true;
+  solicited_only_ = solicited_only;
+  return absl::OkStatus();
+}
+
+void SoftCq::Push(const rdma::WorkCompletion& wc, bool solicited) {
+  if (queue_.size() >= static_cast<size_t>(cqe_) && !overflowed_) {
+    overflowed_ = true;  // verbs would raise IBV_EVENT_CQ_ERR; we keep the entry
+    ISER_LOG(kWarning, "softiwarp: CQ overrun (%d entries)", cqe_);
+  }
+  queue_.push_back(wc);
+  if (armed_ && (!solicited_only_ || solicited || wc.status != rdma::WcStatus::kSuccess)) {
+    armed_ = false;
+    channel_->Notify(this);
+  }
+}
+
+}  // namespace iser::softiwarp

@@ -13,7 +13,7 @@ namespace iser {
 namespace {
 thread_local EventLoop* t_current_loop = nullptr;
 
-absl::Status ErrnoStatus(std::string_view what) {
+absl::Status ErrnoStatus(absl::string_view what) {
   return absl::InternalError(absl::StrCat(what, ": ", std::strerror(errno)));
 }
 }  // namespace

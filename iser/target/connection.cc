@@ -239,6 +239,15 @@ void Connection::HandleLoginPdu(pdu::ReceivedPdu pdu) {
   if (!CompleteLogin(req)) return;
   SendLoginResponse(req, rsp, session_->tsih);
   transport_->ApplyParams(session_->params);
+  const login::OperationalParams& p = session_->params;
+  ISER_LOG(kInfo,
+           "conn %llu: full feature phase: HeaderDigest=%s DataDigest=%s InitialR2T=%s "
+           "ImmediateData=%s MaxRecvDSL(i/t)=%u/%u MaxBurst=%u FirstBurst=%u MaxOutR2T=%u "
+           "MaxConnections=%u",
+           static_cast<unsigned long long>(id_), p.header_digest ? "CRC32C" : "None",
+           p.data_digest ? "CRC32C" : "None", p.initial_r2t ? "Yes" : "No",
+           p.immediate_data ? "Yes" : "No", p.initiator_max_recv_dsl, p.target_max_recv_dsl,
+           p.max_burst_length, p.first_burst_length, p.max_outstanding_r2t, p.max_connections);
   phase_ = Phase::kFullFeature;
   negotiator_.reset();
   ArmNopTimer();

@@ -27,6 +27,10 @@ size_t CdbLength(uint8_t opcode) {
 
 // SPC-4: ILLEGAL REQUEST, INVALID FIELD IN CDB.
 constexpr uint8_t kIllegalRequest = 0x05;
+constexpr uint8_t kAbortedCommand = 0x0b;
+// ASC 0x4B qualifiers: DATA PHASE ERROR and DATA OFFSET ERROR.
+constexpr uint8_t kDataPhaseError = 0x00;
+constexpr uint8_t kDataOffsetError = 0x05;
 
 }  // namespace
 
@@ -133,29 +137,28 @@ void Connection::HandleDataOut(pdu::ReceivedPdu pdu) {
   uint32_t data_sn = bhs.u32(pdu::field::kDataSn);
   uint32_t ttt = bhs.ttt();
   bool burst_done = false;
-  auto sequence_error = [&](const char* what) {
-    // ErrorRecoveryLevel 0 has no within-command recovery: reject and drop the
-    // connection; the initiator recovers the session.
-    ISER_LOG(kWarning, "conn %llu: Data-Out sequence error (%s): %s",
-             static_cast<unsigned long long>(id_), what, pdu::DescribeBhs(bhs));
-    SendReject(bhs, pdu::RejectReason::kProtocolError);
-    transport_->CloseAfterFlush();
-    phase_ = Phase::kClosing;
+  auto sequence_error = [&](const char* what, uint8_t ascq) {
+    // The framing is intact, only this command's data sequence is wrong: fail the
+    // command (ABORTED COMMAND, DATA PHASE ERROR family, RFC 7143 sec 11.4.7.2) and keep
+    // the connection. Later Data-Out for it is dropped as unknown.
+    ISER_LOG(kWarning, "conn %llu: Data-Out sequence error (%s): ITT 0x%08x DataSN %u offset %u",
+             static_cast<unsigned long long>(id_), what, bhs.itt(), data_sn, offset);
+    SendCheckCondition(bhs.itt(), scsi::FixedSense(kAbortedCommand, 0x4b, ascq));
   };
-  if (uint64_t{offset} + len > t->edtl) return sequence_error("beyond expected length");
+  if (uint64_t{offset} + len > t->edtl) return sequence_error("beyond expected length", kDataOffsetError);
   if (ttt == pdu::kReservedTag) {
-    if (data_sn != t->unsolicited_next_data_sn) return sequence_error("DataSN");
+    if (data_sn != t->unsolicited_next_data_sn) return sequence_error("DataSN", kDataPhaseError);
     if (offset != t->unsolicited_received || offset + len > t->unsolicited_limit)
-      return sequence_error("unsolicited offset");
+      return sequence_error("unsolicited offset", kDataOffsetError);
     t->unsolicited_next_data_sn++;
     t->unsolicited_received += len;
   } else {
     auto b = std::find_if(t->bursts.begin(), t->bursts.end(),
                           [&](const SolicitedBurst& x) { return x.ttt == ttt; });
-    if (b == t->bursts.end()) return sequence_error("unknown TTT");
-    if (data_sn != b->next_data_sn) return sequence_error("DataSN");
+    if (b == t->bursts.end()) return sequence_error("unknown TTT", kDataPhaseError);
+    if (data_sn != b->next_data_sn) return sequence_error("DataSN", kDataPhaseError);
     if (offset != b->offset + b->received || b->received + len > b->length)
-      return sequence_error("solicited offset");
+      return sequence_error("solicited offset", kDataOffsetError);
     b->next_data_sn++;
     b->received += len;
     if (b->received == b->length) {

@@ -249,7 +249,10 @@ bool SoftQp::PickNext() {
     tx_wqe_ = &w;
     tx_offset_ = 0;
     tx_kind_ = TxKind::kSq;
-    if (w.opcode == WrOpcode::kRdmaRead) orq_.push_back(&w);
+    if (w.opcode == WrOpcode::kRdmaRead) {
+      orq_.push_back(&w);
+      max_orq_ = std::max(max_orq_, orq_.size());
+    }
     return true;
   }
   return false;

@@ -68,6 +68,7 @@ class SoftQp final : public rdma::QueuePair, private RxHandler {
   const std::optional<TermError>& terminate_sent() const { return term_sent_; }
   const std::optional<TerminateInfo>& terminate_received() const { return term_received_; }
   uint64_t fpdus_received() const { return rx_.fpdus_received(); }
+  size_t max_outstanding_reads() const { return max_orq_; }
 
  private:
   struct SqWqe {
@@ -147,6 +148,7 @@ class SoftQp final : public rdma::QueuePair, private RxHandler {
   std::deque<std::unique_ptr<SqWqe>> sq_;
   size_t sq_next_ = 0;              // first SQ entry not yet started
   std::deque<SqWqe*> orq_;          // Reads awaiting their response
+  size_t max_orq_ = 0;
   std::deque<IrqEntry> irq_;        // Read Responses owed
   uint32_t tx_msn_[kNumUntaggedQueues] = {1, 1, 1};
   TxKind tx_kind_ = TxKind::kNone;

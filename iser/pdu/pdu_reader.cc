@@ -108,7 +108,7 @@ std::span<uint8_t> PduReader::DirectSpan() {
     case State::kData:
       return pdu_.data.subspan(filled_);
     case State::kPad:
-      return {scratch_, PaddedLength(pdu_.data.size()) - pdu_.data.size() - filled_};
+      return {scratch_ + filled_, PaddedLength(pdu_.data.size()) - pdu_.data.size() - filled_};
     case State::kDataDigest:
       return {scratch_ + filled_, 4 - filled_};
     default:

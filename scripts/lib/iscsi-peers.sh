@@ -97,17 +97,17 @@ iser_target_start() {
 }
 
 # Returns the target's exit status after SIGTERM (0 = clean drain), 124 if it had to be
-# SIGKILLed after 20 s.
+# SIGKILLed after 40 s (the daemon's default --drain-timeout is 30 s).
 iser_target_stop() {
   local rc=0 i
   [[ -n "$ISER_TARGET_PID" ]] || return 0
   kill -TERM "$ISER_TARGET_PID" 2>/dev/null || true
-  for ((i = 0; i < 200; i++)); do
+  for ((i = 0; i < 400; i++)); do
     alive "$ISER_TARGET_PID" || break
     sleep 0.1
   done
   if alive "$ISER_TARGET_PID"; then
-    echo "iser-target did not exit 20 s after SIGTERM; sending SIGKILL" >&2
+    echo "iser-target did not exit 40 s after SIGTERM; sending SIGKILL" >&2
     kill -KILL "$ISER_TARGET_PID" 2>/dev/null || true
     wait "$ISER_TARGET_PID" 2>/dev/null || true
     rc=124

@@ -425,6 +425,13 @@ std::string KeyEngine::Answer(const KeyDef& def, std::string_view value, Entry* 
       absl::StatusOr<std::vector<std::string_view>> items = ParseList(value);
       if (!items.ok()) return std::string(kReject);
       absl::StatusOr<std::vector<std::string_view>> allowed = ParseList(ours);
+      // A side configured for digests uses CRC32C whenever the proposer offers it (the
+      // "allowed to use" policy of sec 6.2.1); otherwise the proposer's order decides.
+      if (def.kind == KeyKind::kDigestList && allowed->front() == "CRC32C" &&
+          std::find(items->begin(), items->end(), "CRC32C") != items->end()) {
+        e->result = "CRC32C";
+        return *e->result;
+      }
       for (std::string_view item : *items) {
         if (std::find(allowed->begin(), allowed->end(), item) != allowed->end()) {
           e->result = std::string(item);

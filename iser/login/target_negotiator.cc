@@ -41,6 +41,7 @@ struct TargetNegotiator::State {
 
   LoginResponse Step(const LoginRequest& request);
   std::optional<Failure> Identity(const KeyValueList& keys, KeyValueList* out);
+  std::optional<Failure> IdentityChecks(const KeyValueList& keys, KeyValueList* out);
   std::optional<Failure> Security(const KeyValueList& keys, bool* progressed, KeyValueList* out);
   std::optional<Failure> ChapResponseCheck(const KeyValueList& keys, KeyValueList* out);
   const ChapCredentials& Chap() const { return node ? node->chap : config.discovery_chap; }
@@ -77,14 +78,24 @@ struct TargetNegotiator::State {
 
 std::optional<Failure> TargetNegotiator::State::Identity(const KeyValueList& keys,
                                                          KeyValueList* out) {
+  std::optional<Failure> f = IdentityChecks(keys, out);
+  // Keys only a target may send are refused, unless we declare the same key ourselves in
+  // this PDU (a key appears at most once per PDU).
+  for (const char* target_only : {"TargetAlias", "TargetAddress", "TargetPortalGroupTag"}) {
+    if (FindKey(keys, target_only) != nullptr && FindKey(*out, target_only) == nullptr) {
+      out->push_back({target_only, std::string(kReject)});
+    }
+  }
+  return f;
+}
+
+std::optional<Failure> TargetNegotiator::State::IdentityChecks(const KeyValueList& keys,
+                                                               KeyValueList* out) {
   const KeyValue* iname = FindKey(keys, "InitiatorName");
   const KeyValue* tname = FindKey(keys, "TargetName");
   const KeyValue* stype = FindKey(keys, "SessionType");
   const KeyValue* alias = FindKey(keys, "InitiatorAlias");
   if (alias != nullptr) initiator_alias = alias->value;
-  for (const char* target_only : {"TargetAlias", "TargetAddress", "TargetPortalGroupTag"}) {
-    if (FindKey(keys, target_only) != nullptr) out->push_back({target_only, std::string(kReject)});
-  }
   if (!first_pdu) {
     // Names and SessionType may be repeated (libiscsi does after CHAP) but not changed.
     if ((iname != nullptr && iname->value != initiator_name) ||

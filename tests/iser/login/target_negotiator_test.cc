@@ -108,6 +108,19 @@ TEST(TargetNegotiatorTest, CrcDigestWhenInitiatorPrefersIt) {
   EXPECT_TRUE(t.params().data_digest);
 }
 
+TEST(TargetNegotiatorTest, CrcDigestPreferredWhenOfferedAndAllowed) {
+  TargetLoginConfig cfg = MakeTargetConfig();
+  cfg.offer.header_digest = true;
+  TargetNegotiator t(cfg, true);
+  // libiscsi's default is "None,CRC32C".
+  LoginResponse r = t.Step(Req(1, 3, true, Text(LibiscsiOperationalKeys())));
+  ASSERT_FALSE(r.failed());
+  EXPECT_EQ(Keys(r.text)["HeaderDigest"], "CRC32C");
+  EXPECT_EQ(Keys(r.text)["DataDigest"], "None");  // only None was offered
+  EXPECT_TRUE(t.params().header_digest);
+  EXPECT_FALSE(t.params().data_digest);
+}
+
 TEST(TargetNegotiatorTest, DigestNotAllowedIsRejectOrNone) {
   TargetNegotiator t(MakeTargetConfig(), true);
   KeyValueList kv = LibiscsiOperationalKeys();
@@ -167,6 +180,34 @@ TEST(TargetNegotiatorTest, NoTransitUntilInitiatorAsks) {
   ASSERT_FALSE(r.failed());
   EXPECT_TRUE(r.transit);
   EXPECT_TRUE(r.full_feature);
+}
+
+TEST(TargetNegotiatorTest, KeysSplitOverSeveralPdusGiveTheSameResult) {
+  TargetLoginConfig cfg = MakeTargetConfig();
+  cfg.offer.max_burst_length = 1048576;
+  cfg.offer.target_max_recv_dsl = 65536;
+  TargetNegotiator whole(cfg, true);
+  KeyValueList kv = LibiscsiOperationalKeys();
+  ASSERT_TRUE(whole.Step(Req(1, 3, true, Text(kv))).full_feature);
+  // The names must come in the first request (sec 13.4 / 13.5); the rest may be spread.
+  for (size_t split = 3; split < kv.size(); ++split) {
+    TargetNegotiator t(cfg, true);
+    KeyValueList a(kv.begin(), kv.begin() + split), b(kv.begin() + split, kv.end());
+    LoginResponse r1 = t.Step(Req(1, 3, false, Text(a)));
+    ASSERT_FALSE(r1.failed()) << split;
+    EXPECT_FALSE(r1.transit);
+    LoginResponse r2 = t.Step(Req(1, 3, true, Text(b)));
+    ASSERT_FALSE(r2.failed()) << split;
+    EXPECT_TRUE(r2.full_feature) << split;
+    auto k1 = Keys(r1.text), k2 = Keys(r2.text);
+    for (auto& [key, value] : k2) EXPECT_EQ(k1.count(key), 0u) << key;  // no key twice
+    EXPECT_EQ(t.params().max_burst_length, whole.params().max_burst_length);
+    EXPECT_EQ(t.params().first_burst_length, whole.params().first_burst_length);
+    EXPECT_EQ(t.params().initiator_max_recv_dsl, whole.params().initiator_max_recv_dsl);
+    EXPECT_EQ(t.params().target_max_recv_dsl, 65536u);
+    EXPECT_EQ(t.params().default_time2retain, whole.params().default_time2retain);
+    EXPECT_EQ(t.params().initial_r2t, whole.params().initial_r2t);
+  }
 }
 
 TEST(TargetNegotiatorTest, RepeatedKeySameValueIsAnsweredAgain) {

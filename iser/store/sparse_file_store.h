@@ -38,6 +38,10 @@ class SparseFileStore final : public BlockStore {
     bool read_only = false;
     // false: always synchronous syscalls, even on an event loop (tests, benchmarks).
     bool use_io_uring = true;
+    // On the io_uring path, first try a non-blocking preadv2/pwritev2 (RWF_NOWAIT) and
+    // complete inline when the page cache satisfies it. false: every call goes through
+    // the ring (tests that exercise the ring).
+    bool nowait_fast_path = true;
   };
 
   // Errors: InvalidArgument (block size, unaligned or zero size, not a regular file),
@@ -73,9 +77,13 @@ class SparseFileStore final : public BlockStore {
   absl::Status CheckWritable() const;
   // Punch hole (deallocate) or zero range, through io_uring or inline.
   void Fallocate(bool punch, uint64_t offset, uint64_t length, IoCallback done);
+  // One non-blocking preadv2/pwritev2 (RWF_NOWAIT): the bytes it moved (0 if it would
+  // have blocked, or on any error; the caller continues asynchronously).
+  size_t TryNowait(bool write, uint64_t offset, uint8_t* data, size_t length, bool fua);
 
   const std::string path_;
   const SharedFd fd_;
+  bool nowait_ok_;
   const uint32_t block_size_;
   const bool read_only_;
   const bool use_io_uring_;

@@ -34,6 +34,7 @@ TEST_P(DurabilityTest, AcknowledgedWritesSurviveSigkill) {
     // (the child must build its own).
     SparseFileStore::Options o;
     o.size_bytes = kSize;
+    o.nowait_fast_path = false;
     auto store = SparseFileStore::Open(file, o);
     ASSERT_TRUE(store.ok()) << store.status();
     std::vector<uint8_t> buf(512);
@@ -42,7 +43,9 @@ TEST_P(DurabilityTest, AcknowledgedWritesSurviveSigkill) {
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
-    auto store = SparseFileStore::Open(file, SparseFileStore::Options{});
+    SparseFileStore::Options child_options;
+    child_options.nowait_fast_path = false;  // the ring path, as the test parameter says
+    auto store = SparseFileStore::Open(file, child_options);
     if (!store.ok()) _exit(2);
     bool fua = GetParam().how == Durable::kFua;
     if (!testing::WriteSync(GetParam().path, **store, kSize / 2, data, fua).ok()) _exit(3);
@@ -55,7 +58,9 @@ TEST_P(DurabilityTest, AcknowledgedWritesSurviveSigkill) {
   ASSERT_TRUE(WIFSIGNALED(status)) << "child exited with " << WEXITSTATUS(status);
   ASSERT_EQ(WTERMSIG(status), SIGKILL);
 
-  auto store = SparseFileStore::Open(file, SparseFileStore::Options{});
+  SparseFileStore::Options reopen_options;
+  reopen_options.nowait_fast_path = false;
+  auto store = SparseFileStore::Open(file, reopen_options);
   ASSERT_TRUE(store.ok()) << store.status();
   std::vector<uint8_t> back(kLen);
   ASSERT_TRUE(testing::ReadSync(GetParam().path, **store, kSize / 2, back).ok());

@@ -66,6 +66,7 @@ inline constexpr uint8_t kPersistentReserveOut = 0x5f;
 inline constexpr uint8_t kRead16 = 0x88;
 inline constexpr uint8_t kCompareAndWrite = 0x89;
 inline constexpr uint8_t kWrite16 = 0x8a;
+inline constexpr uint8_t kOrWrite16 = 0x8b;
 inline constexpr uint8_t kWriteVerify16 = 0x8e;
 inline constexpr uint8_t kVerify16 = 0x8f;
 inline constexpr uint8_t kPreFetch16 = 0x90;

@@ -66,6 +66,7 @@ void HandleUnmap(CommandPtr cmd);
 void HandleWriteSame(CommandPtr cmd);
 // compare_and_write.cc
 void HandleCompareAndWrite(CommandPtr cmd);
+void HandleOrWrite(CommandPtr cmd);
 // persistent_reservations.cc
 void HandlePersistentReserveIn(CommandPtr cmd);
 void HandlePersistentReserveOut(CommandPtr cmd);

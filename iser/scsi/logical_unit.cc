@@ -26,8 +26,11 @@ LogicalUnit::LogicalUnit(uint64_t lun, std::shared_ptr<store::BlockStore> store,
   limits_.max_transfer_blocks = config_.max_transfer_bytes / bs;
   limits_.optimal_transfer_blocks =
       std::min<uint32_t>(limits_.max_transfer_blocks, (1u << 20) / bs);
-  limits_.max_unmap_blocks = uint32_t(std::min<uint64_t>(0xffffffffu, (1ull << 30) / bs));
-  limits_.max_write_same_blocks = (1ull << 30) / bs;
+  // libiscsi Inquiry.BlockLimits wants MAXIMUM UNMAP LBA COUNT <= 1M blocks.
+  limits_.max_unmap_blocks = uint32_t(std::min<uint64_t>(1u << 20, (1ull << 30) / bs));
+  // WRITE SAME is bounded like a transfer: libiscsi's WriteSame*.Unmap writes (with WRITE16)
+  // and reads back MAXIMUM WRITE SAME LENGTH blocks when it is >= 65536.
+  limits_.max_write_same_blocks = limits_.max_transfer_blocks;
   mode_.wce = config_.write_cache_enabled;
 }
 

@@ -258,12 +258,15 @@ void HandleWriteSame(CommandPtr cmd) {
     Complete(std::move(cmd));
     return;
   }
-  bool zero = ndob || std::all_of(pattern.begin(), pattern.end(), [](uint8_t b) { return !b; });
   store::BlockStore* st = &lu.store();
+  // UNMAP = 1 on a thin LU deallocates whatever the data (LBPRZ: reads return zeroes), as
+  // libiscsi's WriteSame*.Unmap* expect.
+  bool dealloc = unmap && st->supports_unmap();
+  bool zero =
+      dealloc || ndob || std::all_of(pattern.begin(), pattern.end(), [](uint8_t b) { return !b; });
   uint64_t offset = lba * bs;
   uint64_t length = blocks * bs;
   if (zero) {
-    bool dealloc = unmap && st->supports_unmap();
     RunExtents(std::move(cmd), {{offset, length}}, true,
                [st, dealloc](const Extent& e, store::IoCallback cb) {
                  if (dealloc) {

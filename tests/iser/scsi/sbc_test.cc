@@ -320,9 +320,13 @@ TEST_F(SbcTest, WriteSameUnmapZeroes) {
   ASSERT_TRUE(Run(Ws16(60, 4, 0x08), 0, std::vector<uint8_t>(kBs, 0)).Good());
   EXPECT_FALSE(store_->mapped(61));
   EXPECT_EQ(Read(60, 4).data, std::vector<uint8_t>(4 * kBs, 0));
-  // UNMAP with non-zero data writes the data.
+  // UNMAP deallocates whatever the data (LBPRZ), as libiscsi's UnmapUntilEnd expects;
+  // without UNMAP the data is written.
   auto block = Pattern(kBs, 2);
   ASSERT_TRUE(Run(Ws10(60, 1, 0x08), 0, block).Good());
+  EXPECT_EQ(Read(60, 1).data, std::vector<uint8_t>(kBs, 0));
+  EXPECT_FALSE(store_->mapped(60));
+  ASSERT_TRUE(Run(Ws10(60, 1), 0, block).Good());
   EXPECT_EQ(Read(60, 1).data, block);
   // NDOB: no data-out, zeroes.
   ASSERT_TRUE(Run(Ws16(60, 1, 0x09), 0).Good());
@@ -381,6 +385,8 @@ TEST_F(SbcTest, CompareAndWriteValidation) {
   EXPECT_FALSE(Run(Caw(0, 1), 0, std::vector<uint8_t>(4 * kBs)).Good());
   EXPECT_FALSE(Run(Caw(0, 3), 0, std::vector<uint8_t>(4 * kBs)).Good());
   EXPECT_TRUE(Run(Caw(0, 0), 0).Good());
+  // 256 blocks wrap to 0 in the CDB; the data-out gives it away.
+  EXPECT_TRUE(Run(Caw(0, 0), 0, std::vector<uint8_t>(512 * kBs)).Check(sense::kInvalidFieldInCdb));
 }
 
 TEST_F(SbcTest, CompareAndWriteSerializedPerLu) {
@@ -409,6 +415,17 @@ TEST_F(SbcTest, CompareAndWriteSerializedPerLu) {
   EXPECT_EQ(t1.status, ScsiStatus::kGood);
   EXPECT_EQ(t2.status, ScsiStatus::kCheckCondition);
   EXPECT_EQ(ParseSense(t2.sense), sense::kMiscompareDuringVerify);
+}
+
+TEST_F(SbcTest, OrWrite) {
+  ASSERT_TRUE(Write(500, std::vector<uint8_t>(2 * kBs, 0x0f)).Good());
+  ASSERT_TRUE(Run(Rw16(op::kOrWrite16, 500, 2), 0, std::vector<uint8_t>(2 * kBs, 0x30)).Good());
+  EXPECT_EQ(Read(500, 2).data, std::vector<uint8_t>(2 * kBs, 0x3f));
+  EXPECT_TRUE(Run(Rw16(op::kOrWrite16, kBlocks, 1), 0, std::vector<uint8_t>(kBs))
+                  .Check(sense::kLbaOutOfRange));
+  EXPECT_TRUE(Run(Rw16(op::kOrWrite16, 0, 1, 0x20), 0, std::vector<uint8_t>(kBs))
+                  .Check(sense::kInvalidFieldInCdb));
+  EXPECT_TRUE(Run(Rw16(op::kOrWrite16, 0, 0), 0).Good());
 }
 
 }  // namespace

@@ -163,8 +163,8 @@ TEST_F(SpcTest, NonexistentLun) {
 }
 
 TEST_F(SpcTest, UnsupportedOpcodes) {
-  // SANITIZE, EXTENDED COPY, RECEIVE COPY RESULTS, WRITE ATOMIC(16), ORWRITE, garbage.
-  for (uint8_t opcode : {0x48, 0x83, 0x84, 0x9c, 0x8b, 0xff, 0x02}) {
+  // SANITIZE, EXTENDED COPY, RECEIVE COPY RESULTS, WRITE ATOMIC(16), garbage.
+  for (uint8_t opcode : {0x48, 0x83, 0x84, 0x9c, 0xff, 0x02}) {
     EXPECT_TRUE(Run({opcode, 0, 0, 0, 0, 0, 0, 0, 0, 0}).Check(sense::kInvalidOpcode))
         << int(opcode);
   }

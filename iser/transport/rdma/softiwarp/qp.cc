@@ -67,8 +67,11 @@ absl::Status SoftQp::PostSend(const rdma::SendWr& wr) {
       return absl::InvalidArgumentError("unsupported opcode");
   }
   if (wr.sg_list.size() > cap_.max_send_sge) return absl::InvalidArgumentError("too many SGEs");
-  if (state_ != rdma::QpState::kRts && state_ != rdma::QpState::kError)
+  if (state_ != rdma::QpState::kRts && state_ != rdma::QpState::kError &&
+      state_ != rdma::QpState::kSqe)
     return absl::FailedPreconditionError("QP not connected");
+  if (wr.opcode == WrOpcode::kRdmaRead && state_ == rdma::QpState::kRts && params_.ord == 0)
+    return absl::InvalidArgumentError("RDMA Read with ORD 0");
   if (sq_.size() >= cap_.max_send_wr) return absl::ResourceExhaustedError("send queue full");
   auto w = std::make_unique<SqWqe>();
   w->wr_id = wr.wr_id;

@@ -185,6 +185,32 @@ TEST(MpaNegotiationTest, V1PeerAndCrcOff) {
   EXPECT_EQ(n.rtr, kRtrNone);
 }
 
+TEST(MpaFrameReaderTest, SplitAtEveryOffsetAndNoOverRead) {
+  MpaFrame req = MakeMpaRequest({}, std::vector<uint8_t>{0x80, 0, 0, 0});
+  auto frame = EncodeMpaFrame(req);
+  ASSERT_TRUE(frame.ok());
+  std::vector<uint8_t> stream = *frame;
+  const size_t frame_len = stream.size();
+  stream.insert(stream.end(), {0, 14, 0xC1, 0x40});  // start of the first FPDU
+  for (size_t cut = 0; cut <= frame_len; ++cut) {
+    MpaFrameReader r(/*expect_reply=*/false);
+    MemoryByteSource src(std::span<const uint8_t>(stream).first(cut), 1000);
+    auto o = r.Pump(src);
+    if (cut < frame_len) {
+      ASSERT_EQ(o, MpaFrameReader::Outcome::kNeedMore) << cut;
+      src.Extend(stream);
+      o = r.Pump(src);
+    }
+    ASSERT_EQ(o, MpaFrameReader::Outcome::kDone) << cut;
+    EXPECT_EQ(src.consumed(), frame_len) << cut;  // the FPDU stays unread
+    EXPECT_TRUE(r.frame().enhanced);
+    EXPECT_EQ(r.frame().private_data, (std::vector<uint8_t>{0x80, 0, 0, 0}));
+  }
+  MpaFrameReader bad(/*expect_reply=*/true);  // a request where a reply is expected
+  MemoryByteSource src(stream, 1000);
+  EXPECT_EQ(bad.Pump(src), MpaFrameReader::Outcome::kBadFrame);
+}
+
 TEST(MpaWireTest, FpduArithmetic) {
   EXPECT_EQ(FpduPadLength(2), 0u);
   EXPECT_EQ(FpduPadLength(18), 0u);   // 20 bytes

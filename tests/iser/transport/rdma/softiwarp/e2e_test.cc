@@ -15,7 +15,10 @@
 #include "iser/transport/rdma/cm.h"
 #include "iser/transport/rdma/softiwarp/cm.h"
 #include "iser/transport/rdma/softiwarp/softiwarp.h"
+#include "iser/transport/rdma/softiwarp/crc32c.h"
+#include "iser/transport/rdma/softiwarp/mpa_wire.h"
 #include "iser/transport/rdma/verbs.h"
+#include "tests/iser/transport/rdma/softiwarp/test_util.h"
 
 namespace iser::softiwarp {
 namespace {
@@ -408,6 +411,82 @@ TEST_F(E2eTest, CrcOffAndV1Interop) {
   PostSend(client_, s, 0, 1000);
   ASSERT_TRUE(WaitFor([&] { return server_.recv_wcs.size() == 1; }));
   EXPECT_EQ(std::memcmp(&server_.buf[0], &client_.buf[0], 1000), 0);
+}
+
+// A hand-written initiator on a plain TCP socket (siw-like: MPA v2, C=0, Write+Read
+// RTR offered, iser_cm_hdr private data) that then sends a hostile RDMA Write.
+TEST_F(E2eTest, ForeignInitiatorHandshakeThenHostileWriteGetsTerminate) {
+  Start();
+  uint16_t port = 0;
+  Call([&] {
+    server_.listener = *server_.ch->CreateId(nullptr);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_TRUE(server_.listener->Listen(a, 8).ok());
+    port = server_.listener->local_port();
+  });
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(port);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  timeval tv{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+
+  MpaFrame req;
+  req.crc = false;
+  req.enhanced = true;
+  req.ird = 16;
+  req.ord = 16;
+  req.peer_to_peer = true;
+  req.rtr = kRtrWrite | kRtrRead;
+  req.private_data = {0x80, 0, 0, 0};
+  auto bytes = *EncodeMpaFrame(req);
+  ASSERT_EQ(write(fd, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+  auto read_exact = [&](size_t n) {
+    std::vector<uint8_t> b(n);
+    size_t got = 0;
+    while (got < n) {
+      ssize_t r = read(fd, b.data() + got, n - got);
+      if (r <= 0) break;
+      got += static_cast<size_t>(r);
+    }
+    b.resize(got);
+    return b;
+  };
+  std::vector<uint8_t> hdr = read_exact(20);
+  ASSERT_EQ(hdr.size(), 20u);
+  EXPECT_EQ(std::string(hdr.begin(), hdr.begin() + 16), "MPA ID Rep Frame");
+  EXPECT_EQ(hdr[16] & kMpaFlagCrc, kMpaFlagCrc);  // we asked for no CRC, the target wants it
+  EXPECT_EQ(hdr[16] & kMpaFlagEnhanced, kMpaFlagEnhanced);
+  EXPECT_EQ(hdr[16] & (kMpaFlagMarkers | kMpaFlagReject), 0);
+  size_t pd_len = hdr[18] << 8 | hdr[19];
+  std::vector<uint8_t> pd = read_exact(pd_len);
+  ASSERT_EQ(pd.size(), 4u);  // just the IRD/ORD word
+  EXPECT_EQ(pd[0] & 0x80, 0x80);  // peer-to-peer echoed
+  EXPECT_EQ(pd[2] & 0xC0, 0x80);  // the responder picked a zero-length Write as RTR
+
+  // RTR, then a Write to an STag that does not exist.
+  std::vector<uint8_t> out = testing::Fpdu(testing::WriteHdr(1, 0));
+  testing::Append(&out, testing::Fpdu(testing::WriteHdr(0x00DEAD01, 0x1000),
+                                      std::vector<uint8_t>(64, 0xEE)));
+  ASSERT_EQ(write(fd, out.data(), out.size()), static_cast<ssize_t>(out.size()));
+  std::vector<uint8_t> term = read_exact(FpduLength(24 + 16 - 2));
+  ASSERT_EQ(term.size(), FpduLength(24 + 16 - 2));
+  EXPECT_EQ(term[3], 0x47);
+  EXPECT_EQ(term[20], 0x11);  // DDP, tagged
+  EXPECT_EQ(term[21], 0x00);  // invalid STag
+  EXPECT_EQ(LoadCrcWire(&term[term.size() - 4]),
+            ComputeCrc32c(std::span<const uint8_t>(term).first(term.size() - 4)));
+  EXPECT_TRUE(read_exact(1).empty());  // then the connection closes
+  close(fd);
+  ASSERT_TRUE(WaitFor([&] { return server_.Has(CmEventType::kDisconnected); }));
+  EXPECT_TRUE(server_.Has(CmEventType::kEstablished));
+  EXPECT_EQ(server_.request_pd, (std::vector<uint8_t>{0x80, 0, 0, 0}));
+  for (uint8_t b : server_.buf) ASSERT_EQ(b, 0);
 }
 
 }  // namespace

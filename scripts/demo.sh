@@ -99,7 +99,8 @@ run iscsi-ls -s "$PORTAL"
 step "5. standard INQUIRY, then VPD pages: supported (0x00), serial (0x80), device id (0x83)"
 run iscsi-inq "$URL"
 for page in 0 128 131; do   # iscsi-inq takes the page code in decimal
-  run iscsi-inq -e 1 -c "$page" "$URL" || echo "(VPD page $page: not answered)"
+  # cat -v: iscsi-inq prints binary designators (NAA) raw
+  run iscsi-inq -e 1 -c "$page" "$URL" | cat -v || echo "(VPD page $page: not answered)"
 done
 
 step "6. READ CAPACITY(16)"

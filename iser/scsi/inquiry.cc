@@ -144,8 +144,8 @@ bool BuildVpd(LogicalUnit& lu, const ItNexus* nexus, uint8_t page, std::vector<u
       if (thin) {
         Put32(&b[16], lim.max_unmap_blocks);
         Put32(&b[20], lim.max_unmap_descriptors);
-        Put32(&b[24], 1);            // OPTIMAL UNMAP GRANULARITY
-        Put32(&b[28], 0x80000000u);  // UGAVALID, alignment 0
+        Put32(&b[24], 1u << lim.physical_exponent);  // OPTIMAL UNMAP GRANULARITY
+        Put32(&b[28], 0x80000000u);                  // UGAVALID, alignment 0
       }
       Put64(&b[32], lim.max_write_same_blocks);
       *out = VpdPage(0xb0, b);

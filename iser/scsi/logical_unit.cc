@@ -31,6 +31,9 @@ LogicalUnit::LogicalUnit(uint64_t lun, std::shared_ptr<store::BlockStore> store,
   // WRITE SAME is bounded like a transfer: libiscsi's WriteSame*.Unmap writes (with WRITE16)
   // and reads back MAXIMUM WRITE SAME LENGTH blocks when it is >= 65536.
   limits_.max_write_same_blocks = limits_.max_transfer_blocks;
+  for (uint8_t e = 1; e < 8; ++e) {
+    if (uint64_t(bs) << e == config_.physical_block_size) limits_.physical_exponent = e;
+  }
   mode_.wce = config_.write_cache_enabled;
 }
 

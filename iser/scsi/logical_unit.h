@@ -32,6 +32,7 @@ struct BlockLimits {
   uint32_t max_unmap_blocks = 0;           // MAXIMUM UNMAP LBA COUNT
   uint32_t max_unmap_descriptors = 256;    // MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT
   uint64_t max_write_same_blocks = 0;      // MAXIMUM WRITE SAME LENGTH
+  uint8_t physical_exponent = 0;           // LBPPBE: 2^n logical blocks per physical block
 };
 
 // Current values of the changeable mode parameters.

@@ -89,6 +89,7 @@ void HandleReadCapacity16(CommandPtr cmd) {
   uint8_t d[32] = {};
   Put64(d, last);
   Put32(d + 8, lu.block_size());
+  d[13] = lu.limits().physical_exponent & 0x0f;          // LBPPBE
   if (lu.store().supports_unmap()) d[14] = 0x80 | 0x40;  // LBPME, LBPRZ
   ReturnData(std::move(cmd), d, alloc);
 }

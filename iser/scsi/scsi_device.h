@@ -101,6 +101,11 @@ struct LogicalUnitConfig {
   bool read_only = false;
   bool write_cache_enabled = true;         // MODE SENSE caching page WCE
   uint32_t max_transfer_bytes = 8u << 20;  // VPD 0xB0 MAXIMUM TRANSFER LENGTH (bytes)
+  // Physical block size reported through READ CAPACITY(16) LBPPBE and the unmap
+  // granularity (VPD 0xB0); ignored unless a power-of-two multiple of the block size.
+  // Default 0 (LBPPBE = 0): libiscsi GetLBAStatus.UnmapSingle can only pass with one
+  // logical block per physical block (it expects LBA i+1 reported as i+LBPPB).
+  uint32_t physical_block_size = 0;
 };
 
 class LogicalUnit;

@@ -22,6 +22,7 @@ TEST_F(SbcTest, ReadCapacity10And16) {
   EXPECT_EQ(Get64(&r.data[0]), kBlocks - 1);
   EXPECT_EQ(Get32(&r.data[8]), kBs);
   EXPECT_EQ(r.data[14] & 0xc0, 0xc0);  // LBPME, LBPRZ
+  EXPECT_EQ(r.data[13], 0);            // LBPPBE 0 unless configured
   rc16[13] = 0;                        // allocation length 0: nothing, still GOOD
   r = Run(rc16, 0);
   EXPECT_TRUE(r.Good());
@@ -48,6 +49,19 @@ TEST_F(SbcTest, WriteReadRoundTripAllSizes) {
   EXPECT_EQ(Read(20, 2).data, d2);
   EXPECT_EQ(Read(30, 2).data, d2);
   EXPECT_EQ(Read(40, 2).data, d2);
+}
+
+TEST_F(SbcTest, PhysicalBlockExponentWhenConfigured) {
+  LogicalUnitConfig cfg;
+  cfg.physical_block_size = 4096;
+  ASSERT_TRUE(dev_.AddLogicalUnit(3, std::make_shared<MemoryBlockStore>(64 * kBs, kBs), cfg).ok());
+  Run({op::kTestUnitReady, 0, 0, 0, 0, 0}, 0, {}, nullptr, 3);
+  std::vector<uint8_t> rc16 = {0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0};
+  Result r = Run(rc16, 32, {}, nullptr, 3);
+  ASSERT_TRUE(r.Good());
+  EXPECT_EQ(r.data[13], 3);
+  Result b0 = Run({op::kInquiry, 1, 0xb0, 0, 255, 0}, 255, {}, nullptr, 3);
+  EXPECT_EQ(Get32(&b0.data[28]), 8u);  // OPTIMAL UNMAP GRANULARITY
 }
 
 TEST_F(SbcTest, AsyncStoreCompletions) {

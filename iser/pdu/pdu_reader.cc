@@ -25,6 +25,9 @@ absl::StatusOr<size_t> PduReader::Feed(std::span<const uint8_t> in, bool* comple
         if (filled_ == kBhsSize) {
           pdu_ = ReceivedPdu{};
           pdu_.bhs = Bhs(std::span<const uint8_t, kBhsSize>(header_, kBhsSize));
+          if (header_check_) {
+            if (absl::Status s = header_check_(pdu_.bhs); !s.ok()) return s;
+          }
           size_t ahs = pdu_.bhs.ahs_length();
           if (ahs > 0) {
             state_ = State::kAhs;

@@ -40,6 +40,11 @@ class PduReader {
   // trusted any more, so the connection closes).
   void set_max_data_segment(uint32_t max) { max_data_segment_ = max; }
   void set_placement(Placement p) { placement_ = std::move(p); }
+  // Looks at each 48-byte BHS as soon as it is complete (before any AHS or data arrive);
+  // an error ends the stream, so a peer speaking nonsense is dropped at once.
+  void set_header_check(std::function<absl::Status(const Bhs&)> check) {
+    header_check_ = std::move(check);
+  }
 
   // Consumes bytes from `in` up to the end of the current PDU at most. Returns the number
   // consumed; *complete is set when a PDU is ready for TakePdu(). Errors (bad header
@@ -65,6 +70,7 @@ class PduReader {
   bool data_digest_ = false;
   uint32_t max_data_segment_ = 8192;
   Placement placement_;
+  std::function<absl::Status(const Bhs&)> header_check_;
 
   State state_ = State::kBhs;
   size_t filled_ = 0;  // bytes of the current part received

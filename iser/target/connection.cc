@@ -22,10 +22,16 @@ Connection::Connection(Target* target, std::unique_ptr<ConnectionTransport> tran
 
 Connection::~Connection() {
   if (nop_timer_ != 0) target_->loop()->CancelTimer(nop_timer_);
+  if (login_timer_ != 0) target_->loop()->CancelTimer(login_timer_);
 }
 
 void Connection::Start() {
   last_activity_ = absl::Now();
+  // A connection that never finishes logging in must not hold resources forever.
+  login_timer_ = target_->loop()->RunAfter(target_->options().login_timeout, [this] {
+    login_timer_ = 0;
+    if (phase_ == Phase::kLogin) Close(absl::DeadlineExceededError("login timed out"));
+  });
   transport_->SetEvents(this);
   ISER_LOG(kInfo, "conn %llu: %s connection from %s", static_cast<unsigned long long>(id_),
            TransportKindName(transport_->kind()), transport_->peer_address());
@@ -51,6 +57,14 @@ void Connection::FillSequence(Bhs& bhs, bool advance_stat_sn) {
     bhs.set_exp_cmd_sn(session_->exp_cmd_sn);
     bhs.set_max_cmd_sn(session_->max_cmd_sn());
   }
+}
+
+absl::Status Connection::CheckHeader(const Bhs& bhs) {
+  if (phase_ == Phase::kLogin && bhs.opcode() != Opcode::kLoginRequest)
+    return absl::InvalidArgumentError(
+        absl::StrFormat("expected a Login Request, got opcode 0x%02x",
+                        static_cast<int>(bhs.opcode())));
+  return absl::OkStatus();
 }
 
 void Connection::OnPduReceived(pdu::ReceivedPdu pdu) {
@@ -176,15 +190,7 @@ void Connection::HandleLoginPdu(pdu::ReceivedPdu pdu) {
       if (node == nullptr) return std::nullopt;
       return node->info;
     };
-    cfg.random_bytes = [](uint8_t* out, size_t len) {
-      static thread_local uint64_t state = absl::ToUnixNanos(absl::Now()) | 1;
-      for (size_t i = 0; i < len; ++i) {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out[i] = static_cast<uint8_t>(state);
-      }
-    };
+    // random_bytes left empty: the negotiator draws CHAP challenges from OpenSSL RAND_bytes.
     negotiator_ = std::make_unique<login::TargetNegotiator>(std::move(cfg), login_tsih_ == 0,
                                                             session_params);
   } else if (req.u48(pdu::field::kIsid) != login_isid_ ||
@@ -250,6 +256,10 @@ void Connection::HandleLoginPdu(pdu::ReceivedPdu pdu) {
            p.max_burst_length, p.first_burst_length, p.max_outstanding_r2t, p.max_connections);
   phase_ = Phase::kFullFeature;
   negotiator_.reset();
+  if (login_timer_ != 0) {
+    target_->loop()->CancelTimer(login_timer_);
+    login_timer_ = 0;
+  }
   ArmNopTimer();
 }
 

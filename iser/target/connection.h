@@ -32,6 +32,7 @@ class Connection : public TransportEvents {
   // TransportEvents
   void OnPduReceived(pdu::ReceivedPdu pdu) override;
   std::span<uint8_t> PlaceData(const pdu::Bhs& bhs) override;
+  absl::Status CheckHeader(const pdu::Bhs& bhs) override;
   void OnTransportClosed(const absl::Status& why) override;
 
   // ---- PDU builders for transports ----
@@ -116,6 +117,7 @@ class Connection : public TransportEvents {
   uint32_t text_ttt_ = pdu::kReservedTag;
 
   EventLoop::TimerId nop_timer_ = 0;
+  EventLoop::TimerId login_timer_ = 0;
   bool nop_outstanding_ = false;
   uint32_t nop_ttt_ = 0;
   absl::Time last_activity_;

@@ -52,6 +52,8 @@ class TransportEvents {
   // Where the data segment of the PDU whose header is `bhs` should be received (zero
   // copy into a task buffer), or an empty span.
   virtual std::span<uint8_t> PlaceData(const pdu::Bhs& bhs) = 0;
+  // Screens a header as soon as its 48 bytes are in; an error closes the connection.
+  virtual absl::Status CheckHeader(const pdu::Bhs& bhs) = 0;
   // The connection failed or closed; the transport makes no more calls after this.
   virtual void OnTransportClosed(const absl::Status& why) = 0;
 };

@@ -37,6 +37,7 @@ struct TargetOptions {
   std::vector<login::PortalInfo> portals;  // for SendTargets
   absl::Duration nop_interval = absl::Seconds(30);  // NOP-In ping when idle
   absl::Duration nop_timeout = absl::Seconds(30);
+  absl::Duration login_timeout = absl::Seconds(15);
 
   static login::OperationalParams DefaultOffer();
 };

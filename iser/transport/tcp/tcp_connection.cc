@@ -27,7 +27,7 @@ TcpConnection::TcpConnection(EventLoop* loop, UniqueFd fd, std::string peer, std
                              std::vector<uint8_t> preread)
     : loop_(loop), fd_(std::move(fd)), peer_(std::move(peer)), local_(std::move(local)) {
   staging_.resize(std::max(kStagingSize, preread.size()));
-  std::memcpy(staging_.data(), preread.data(), preread.size());
+  if (!preread.empty()) std::memcpy(staging_.data(), preread.data(), preread.size());
   staging_end_ = preread.size();
   reader_.set_max_data_segment(kLoginMaxSegment);
 }
@@ -41,6 +41,7 @@ void TcpConnection::SetEvents(target::TransportEvents* events) {
   reader_.set_placement([this](const pdu::Bhs& bhs, std::span<const uint8_t>) {
     return events_->PlaceData(bhs);
   });
+  reader_.set_header_check([this](const pdu::Bhs& bhs) { return events_->CheckHeader(bhs); });
   absl::Status s = loop_->AddFd(fd_.get(), EPOLLIN | EPOLLRDHUP,
                                 [this](uint32_t ev) { OnEvents(ev); });
   if (!s.ok()) {

@@ -1,0 +1,198 @@
+// The target under hostile or broken initiators: every bad PDU is answered with a Reject
+// or closes that one connection, and the target keeps serving everyone else.
+#include <thread>
+
+#include "gtest/gtest.h"
+#include "iser/base/event_loop.h"
+#include "iser/scsi/scsi_device.h"
+#include "iser/target/target.h"
+#include "iser/transport/tcp/tcp_connection.h"
+#include "iser/transport/tcp/tcp_listener.h"
+#include "tests/iser/scsi/memory_block_store.h"
+#include "tests/iser/target/raw_initiator.h"
+
+namespace iser::target {
+namespace {
+
+using pdu::Bhs;
+using pdu::Opcode;
+using testing::RawInitiator;
+
+constexpr char kIqn[] = "iqn.2026-11.org.iser-csi:robust";
+
+class TargetFixture : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto loop = EventLoop::Create();
+    ASSERT_TRUE(loop.ok());
+    loop_ = std::move(*loop);
+    TargetOptions options;
+    options.nop_interval = absl::ZeroDuration();
+    target_ = std::make_unique<Target>(loop_.get(), options);
+    auto device = std::make_unique<scsi::Device>();
+    store_ = std::make_shared<scsi::testing::MemoryBlockStore>(8 << 20);
+    scsi::LogicalUnitConfig lc;
+    lc.serial = "robust0";
+    lc.naa_id = 0x123456;
+    lc.target_name = kIqn;
+    ASSERT_TRUE(device->AddLogicalUnit(0, store_, lc).ok());
+    login::TargetNodeInfo info;
+    info.name = kIqn;
+    ASSERT_TRUE(target_->AddNode(info, std::move(device)).ok());
+    auto listener = transport::TcpListener::Create(
+        loop_.get(), "127.0.0.1:0", [this](UniqueFd fd, std::string peer, std::string local) {
+          target_->AddConnection(std::make_unique<transport::TcpConnection>(
+              loop_.get(), std::move(fd), std::move(peer), std::move(local)));
+        });
+    ASSERT_TRUE(listener.ok()) << listener.status();
+    listener_ = std::move(*listener);
+    port_ = static_cast<uint16_t>(std::stoi(listener_->address().substr(
+        listener_->address().rfind(':') + 1)));
+    thread_ = std::thread([this] { loop_->Run(); });
+  }
+  void TearDown() override {
+    loop_->Post([this] {
+      listener_.reset();
+      target_.reset();
+      loop_->Stop();
+    });
+    thread_.join();
+  }
+
+  // A fresh, well-behaved session can still log in and run TEST UNIT READY.
+  void ExpectTargetStillServes() {
+    RawInitiator ok(port_);
+    ASSERT_TRUE(ok.connected());
+    ASSERT_TRUE(ok.Login(kIqn, 0x23d000000099ULL));
+    uint32_t itt = ok.SendCommand({0x00}, 0, false, false);  // TEST UNIT READY
+    // A unit attention may come first on a new nexus; retry once.
+    for (int i = 0; i < 3; ++i) {
+      auto rsp = ok.Receive();
+      ASSERT_TRUE(rsp.has_value());
+      ASSERT_EQ(rsp->bhs.opcode(), Opcode::kScsiResponse);
+      ASSERT_EQ(rsp->bhs.itt(), itt);
+      if (rsp->bhs.byte(3) == 0) return;
+      itt = ok.SendCommand({0x00}, 0, false, false);
+    }
+    FAIL() << "TEST UNIT READY never succeeded";
+  }
+
+  std::unique_ptr<EventLoop> loop_;
+  std::unique_ptr<Target> target_;
+  std::shared_ptr<scsi::testing::MemoryBlockStore> store_;
+  std::unique_ptr<transport::TcpListener> listener_;
+  std::thread thread_;
+  uint16_t port_ = 0;
+};
+
+TEST_F(TargetFixture, GarbageBeforeLoginClosesOnlyThatConnection) {
+  RawInitiator bad(port_);
+  ASSERT_TRUE(bad.connected());
+  std::vector<uint8_t> junk(200);
+  for (size_t i = 0; i < junk.size(); ++i) junk[i] = static_cast<uint8_t>(i * 37 + 11);
+  bad.SendRaw(junk);
+  EXPECT_TRUE(bad.WaitClosed());
+  ExpectTargetStillServes();
+}
+
+TEST_F(TargetFixture, OversizedDataSegmentClosesConnection) {
+  RawInitiator bad(port_);
+  ASSERT_TRUE(bad.Login(kIqn));
+  Bhs b = Bhs::Make(Opcode::kDataOut, 0x80);
+  b.set_data_segment_length(0xffffff);  // 16 MiB, far above MaxRecvDataSegmentLength
+  std::vector<uint8_t> w(b.data(), b.data() + pdu::kBhsSize);
+  bad.SendRaw(w);
+  EXPECT_TRUE(bad.WaitClosed());
+  ExpectTargetStillServes();
+}
+
+TEST_F(TargetFixture, UnknownOpcodeIsRejected) {
+  RawInitiator i(port_);
+  ASSERT_TRUE(i.Login(kIqn));
+  Bhs b = Bhs::Make(static_cast<Opcode>(0x1c), 0x80);
+  b.set_immediate(true);
+  b.set_itt(0x77);
+  i.Send(b);
+  auto rsp = i.Receive();
+  ASSERT_TRUE(rsp.has_value());
+  EXPECT_EQ(rsp->bhs.opcode(), Opcode::kReject);
+  EXPECT_EQ(rsp->bhs.byte(2), static_cast<uint8_t>(pdu::RejectReason::kCommandNotSupported));
+  ASSERT_EQ(rsp->data.size(), pdu::kBhsSize);  // the rejected header comes back
+  EXPECT_EQ(rsp->data[0] & 0x3f, 0x1c);
+  // The connection stays usable.
+  uint32_t itt = i.SendCommand({0x00}, 0, false, false);
+  auto tur = i.Receive();
+  ASSERT_TRUE(tur.has_value());
+  EXPECT_EQ(tur->bhs.opcode(), Opcode::kScsiResponse);
+  EXPECT_EQ(tur->bhs.itt(), itt);
+}
+
+TEST_F(TargetFixture, ImmediateDataWithoutWriteBitIsRejected) {
+  RawInitiator i(port_);
+  ASSERT_TRUE(i.Login(kIqn));
+  i.SendCommand({0x00}, 0, false, false, std::string(512, 'x'));
+  auto rsp = i.Receive();
+  ASSERT_TRUE(rsp.has_value());
+  EXPECT_EQ(rsp->bhs.opcode(), Opcode::kReject);
+  EXPECT_EQ(rsp->bhs.byte(2), static_cast<uint8_t>(pdu::RejectReason::kProtocolError));
+  ExpectTargetStillServes();
+}
+
+TEST_F(TargetFixture, CommandOutsideWindowIsIgnored) {
+  RawInitiator i(port_);
+  ASSERT_TRUE(i.Login(kIqn));
+  Bhs b = Bhs::Make(Opcode::kScsiCommand, 0x80);
+  b.set_itt(0x55);
+  b.set_u32(pdu::field::kCmdSn, i.cmd_sn() + 100000);  // far beyond MaxCmdSN
+  i.Send(b);
+  uint32_t itt = i.SendCommand({0x00}, 0, false, false);
+  auto rsp = i.Receive();
+  ASSERT_TRUE(rsp.has_value());
+  EXPECT_EQ(rsp->bhs.itt(), itt) << "the out-of-window command must get no answer";
+}
+
+TEST_F(TargetFixture, WriteThenReadRoundTripsThroughR2t) {
+  RawInitiator i(port_);
+  ASSERT_TRUE(i.Login(kIqn));
+  // WRITE(10) of 8 blocks at LBA 16 with no immediate data: the target must solicit it.
+  std::vector<uint8_t> cdb = {0x2a, 0, 0, 0, 0, 16, 0, 0, 8, 0};
+  uint32_t itt = i.SendCommand(cdb, 4096, false, true);
+  std::string payload(4096, '\0');
+  for (size_t k = 0; k < payload.size(); ++k) payload[k] = static_cast<char>(k * 7 + 3);
+  uint32_t sent = 0;
+  while (sent < payload.size()) {
+    auto pdu = i.Receive();
+    ASSERT_TRUE(pdu.has_value());
+    if (pdu->bhs.opcode() == Opcode::kScsiResponse) break;
+    ASSERT_EQ(pdu->bhs.opcode(), Opcode::kR2t);
+    uint32_t off = pdu->bhs.u32(pdu::field::kBufferOffset);
+    uint32_t len = pdu->bhs.u32(pdu::field::kDesiredLength);
+    Bhs d = Bhs::Make(Opcode::kDataOut, 0x80);
+    d.set_itt(itt);
+    d.set_ttt(pdu->bhs.ttt());
+    d.set_u32(pdu::field::kBufferOffset, off);
+    i.Send(d, payload.substr(off, len));
+    sent += len;
+  }
+  auto status = i.Receive();
+  ASSERT_TRUE(status.has_value());
+  // The first command on a new nexus may draw a unit attention; accept GOOD only after.
+  if (status->bhs.byte(3) != 0) {
+    itt = i.SendCommand(cdb, 4096, false, true, payload.substr(0, 4096));
+    status = i.Receive();
+    ASSERT_TRUE(status.has_value());
+  }
+  ASSERT_EQ(status->bhs.opcode(), Opcode::kScsiResponse);
+  EXPECT_EQ(status->bhs.byte(3), 0);
+  std::vector<uint8_t> rcdb = {0x28, 0, 0, 0, 0, 16, 0, 0, 8, 0};
+  uint32_t ritt = i.SendCommand(rcdb, 4096, true, false);
+  auto data_in = i.Receive();
+  ASSERT_TRUE(data_in.has_value());
+  ASSERT_EQ(data_in->bhs.opcode(), Opcode::kDataIn);
+  EXPECT_EQ(data_in->bhs.itt(), ritt);
+  EXPECT_TRUE(data_in->bhs.flags() & pdu::kDataInFlagStatus);  // phase-collapsed status
+  EXPECT_EQ(std::string(data_in->data.begin(), data_in->data.end()), payload);
+}
+
+}  // namespace
+}  // namespace iser::target

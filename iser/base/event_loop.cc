@@ -168,12 +168,16 @@ void EventLoop::Run() {
     stop_ = stop_requested_;
   }
   epoll_event events[64];
+  absl::Time poll_until = absl::InfinitePast();
   while (!stop_) {
-    int n = epoll_wait(epoll_fd_.get(), events, 64, deferred_.empty() ? -1 : 0);
+    bool polling = absl::Now() < poll_until;
+    int timeout = (!deferred_.empty() || polling) ? 0 : -1;
+    int n = epoll_wait(epoll_fd_.get(), events, 64, timeout);
     if (n < 0) {
       if (errno == EINTR) continue;
       break;
     }
+    if (n > 0 && busy_poll_ > absl::ZeroDuration()) poll_until = absl::Now() + busy_poll_;
     for (int i = 0; i < n; ++i) {
       void* tag = events[i].data.ptr;
       if (tag == nullptr) {

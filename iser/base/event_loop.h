@@ -63,6 +63,11 @@ class EventLoop {
 
   bool IsLoopThread() const { return std::this_thread::get_id() == owner_; }
 
+  // After a batch of events, keep polling (without sleeping) for up to `window` before
+  // blocking in epoll_wait again. Trades CPU for latency: a request that arrives within
+  // the window is picked up without a scheduler wakeup (10-50 us on these machines).
+  void set_busy_poll(absl::Duration window) { busy_poll_ = window; }
+
  private:
   struct Watcher {
     int fd;
@@ -85,6 +90,7 @@ class EventLoop {
   UniqueFd timer_fd_;  // timerfd armed for the earliest timer
   std::thread::id owner_;
   bool stop_ = false;
+  absl::Duration busy_poll_ = absl::ZeroDuration();
 
   std::unordered_map<int, std::unique_ptr<Watcher>> watchers_;
   std::vector<std::unique_ptr<Watcher>> graveyard_;

@@ -1,5 +1,9 @@
 #include "iser/store/uring_ring.h"
 
+#include <pthread.h>
+
+#include <atomic>
+
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -56,6 +60,16 @@ class LoopGuard {
 
 }  // namespace
 
+// Bumped in every forked child, so a ring inherited through fork() is noticed without a
+// getpid() syscall on every I/O.
+std::atomic<uint64_t> g_fork_generation{0};
+const bool g_atfork_registered = [] {
+  pthread_atfork(nullptr, nullptr, [] { g_fork_generation.fetch_add(1); });
+  return true;
+}();
+
+uint64_t ForkGeneration() { return g_fork_generation.load(std::memory_order_relaxed); }
+
 void UringRing::DisableForTesting(bool disabled) { g_disabled = disabled; }
 
 UringRing* UringRing::ForCurrentLoop() {
@@ -65,7 +79,7 @@ UringRing* UringRing::ForCurrentLoop() {
       ISER_LOG(kInfo, "store: no event loop on this thread; file I/O completes inline");
     return nullptr;
   }
-  if (t_ring != nullptr && t_ring->pid_ != getpid()) {
+  if (t_ring != nullptr && t_ring->fork_generation_ != ForkGeneration()) {
     // Inherited through fork(): the mappings are shared with the parent. Abandon it.
     (void)t_ring.release();
   }
@@ -94,7 +108,7 @@ UringRing* UringRing::ForCurrentLoop() {
 }
 
 absl::StatusOr<std::unique_ptr<UringRing>> UringRing::Create(unsigned depth) {
-  std::unique_ptr<UringRing> r(new UringRing(depth, getpid()));
+  std::unique_ptr<UringRing> r(new UringRing(depth, ForkGeneration()));
   io_uring_params params{};
   params.flags = IORING_SETUP_CQSIZE;
   params.cq_entries = depth * 2;
@@ -108,7 +122,8 @@ absl::StatusOr<std::unique_ptr<UringRing>> UringRing::Create(unsigned depth) {
   return r;
 }
 
-UringRing::UringRing(unsigned depth, pid_t pid) : depth_(depth), pid_(pid) {}
+UringRing::UringRing(unsigned depth, uint64_t fork_generation)
+    : depth_(depth), fork_generation_(fork_generation) {}
 
 UringRing::~UringRing() {
   if (binding_ != nullptr) {

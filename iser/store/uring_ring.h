@@ -66,7 +66,7 @@ class UringRing {
  private:
   struct Binding;
 
-  UringRing(unsigned depth, pid_t pid);
+  UringRing(unsigned depth, uint64_t fork_generation);
   static absl::StatusOr<std::unique_ptr<UringRing>> Create(unsigned depth);
   absl::Status Bind(EventLoop* loop);
   EventLoop* bound_loop() const;
@@ -82,7 +82,8 @@ class UringRing {
   bool ring_ready_ = false;
   UniqueFd event_fd_;
   const unsigned depth_;
-  const pid_t pid_;  // a forked child must not use its parent's ring
+  // The fork generation it was made in: a forked child must not use its parent's ring.
+  const uint64_t fork_generation_;
   std::shared_ptr<Binding> binding_;
   SubmitMode mode_ = SubmitMode::kImmediate;
   size_t in_flight_ = 0;

@@ -25,6 +25,8 @@ const char* DaemonUsage() {
   --allow-initiator IQN     only these initiators may log in (repeatable)
   --queue-depth N           commands in flight per session (default 128)
   --drain-timeout SECONDS   how long SIGTERM waits for in-flight commands (default 30)
+  --busy-poll-us N          keep polling N us after activity before sleeping (default 50;
+                            0 sleeps at once: less CPU, more latency)
   --log-level LEVEL         debug, info, warning or error (default info)
   --config FILE             read options from FILE, one per line, without the dashes
   --help
@@ -152,6 +154,11 @@ absl::Status Parser::Apply(absl::string_view name,
     if (!absl::SimpleAtod(val, &secs) || secs < 0)
       return absl::InvalidArgumentError("--drain-timeout must be a number of seconds");
     flags.drain_timeout = absl::Seconds(secs);
+  } else if (name == "busy-poll-us") {
+    uint32_t us;
+    if (!absl::SimpleAtoi(val, &us) || us > 1000000)
+      return absl::InvalidArgumentError("--busy-poll-us must be 0..1000000");
+    flags.busy_poll = absl::Microseconds(us);
   } else if (name == "log-level") {
     if (val == "debug") flags.log_level = LogLevel::kDebug;
     else if (val == "info") flags.log_level = LogLevel::kInfo;

@@ -52,6 +52,7 @@ int Run(int argc, char** argv) {
   auto loop_or = EventLoop::Create();
   if (!loop_or.ok()) return Fail(loop_or.status(), 1);
   std::unique_ptr<EventLoop> loop = std::move(*loop_or);
+  loop->set_busy_poll(flags->busy_poll);
 
   TargetOptions options;
   options.queue_depth = flags->queue_depth;

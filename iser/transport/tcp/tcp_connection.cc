@@ -81,6 +81,7 @@ void TcpConnection::HandleReadable() {
         absl::Status s = reader_.DirectAdvance(static_cast<size_t>(n), &complete);
         if (!s.ok()) return Fail(s);
         if (complete) Deliver();
+        if (static_cast<size_t>(n) < direct.size()) return;  // drained; see below
         continue;
       }
       if (n == 0) return Fail(absl::OkStatus());
@@ -89,12 +90,15 @@ void TcpConnection::HandleReadable() {
       return Fail(absl::UnavailableError(absl::StrCat("recv: ", std::strerror(errno))));
     }
     if (staging_begin_ == staging_end_) staging_begin_ = staging_end_ = 0;
-    ssize_t n = ::recv(fd_.get(), staging_.data() + staging_end_, staging_.size() - staging_end_,
-                       0);
+    size_t room = staging_.size() - staging_end_;
+    ssize_t n = ::recv(fd_.get(), staging_.data() + staging_end_, room, 0);
     if (n > 0) {
       bytes_received_ += n;
       staging_end_ += static_cast<size_t>(n);
       if (!FeedStaging()) return;
+      // A short read drained the socket: skip the recv that would only say EAGAIN
+      // (epoll is level-triggered and wakes us for anything that arrives later).
+      if (static_cast<size_t>(n) < room) return;
       continue;
     }
     if (n == 0) return Fail(absl::OkStatus());

@@ -85,10 +85,13 @@ class RawInitiator {
   }
 
   // Login straight into full feature phase with AuthMethod skipped (operational stage).
-  bool Login(const std::string& target_name, uint64_t isid = 0x23d000000001ULL) {
+  bool Login(const std::string& target_name, uint64_t isid = 0x23d000000001ULL,
+             uint16_t tsih = 0, uint16_t cid = 0) {
     pdu::Bhs b = pdu::Bhs::Make(pdu::Opcode::kLoginRequest, 0x80 | (1 << 2) | 3);
     b.set_immediate(true);
     b.set_u48(pdu::field::kIsid, isid);
+    b.set_u16(pdu::field::kTsih, tsih);
+    b.set_u16(pdu::field::kCid, cid);
     b.set_itt(next_itt_++);
     b.set_u32(pdu::field::kCmdSn, cmd_sn_);
     std::string text = "InitiatorName=iqn.2026-11.org.iser-csi:test-initiator";
@@ -105,7 +108,8 @@ class RawInitiator {
                            "FirstBurstLength=65536", "MaxRecvDataSegmentLength=262144",
                            "MaxOutstandingR2T=1", "DefaultTime2Wait=2", "DefaultTime2Retain=0",
                            "DataPDUInOrder=Yes", "DataSequenceInOrder=Yes",
-                           "ErrorRecoveryLevel=0", "MaxConnections=1"}) {
+                           "ErrorRecoveryLevel=0", "MaxConnections=4"}) {
+      if (tsih != 0 && std::string(kv).rfind("MaxConnections", 0) == 0) continue;
       text += kv;
       text.push_back('\0');
     }
@@ -121,7 +125,11 @@ class RawInitiator {
         return false;
       }
       exp_stat_sn_ = rsp->bhs.u32(pdu::field::kStatSn) + 1;
-      if ((rsp->bhs.flags() & 0x83) == 0x83) return true;  // T=1, NSG=FFP
+      if ((rsp->bhs.flags() & 0x83) == 0x83) {  // T=1, NSG=FFP
+        tsih_ = rsp->bhs.u16(pdu::field::kTsih);
+        cmd_sn_ = rsp->bhs.u32(pdu::field::kExpCmdSn);
+        return true;
+      }
       // The target wants another round: accept whatever it proposed (echo the values;
       // declarative keys need no answer).
       std::string answer;
@@ -161,6 +169,8 @@ class RawInitiator {
   }
 
   uint32_t cmd_sn() const { return cmd_sn_; }
+  void set_cmd_sn(uint32_t sn) { cmd_sn_ = sn; }
+  uint16_t tsih() const { return tsih_; }
   uint32_t next_itt() { return next_itt_++; }
   uint32_t exp_stat_sn() const { return exp_stat_sn_; }
 
@@ -168,6 +178,7 @@ class RawInitiator {
   int fd_ = -1;
   bool connected_ = false;
   bool closed_ = false;
+  uint16_t tsih_ = 0;
   pdu::PduReader reader_;
   std::vector<uint8_t> buf_;
   size_t pos_ = 0;

@@ -194,5 +194,55 @@ TEST_F(TargetFixture, WriteThenReadRoundTripsThroughR2t) {
   EXPECT_EQ(std::string(data_in->data.begin(), data_in->data.end()), payload);
 }
 
+
+TEST_F(TargetFixture, TwoConnectionsInOneSessionDeliverInCmdSnOrder) {
+  RawInitiator a(port_);
+  ASSERT_TRUE(a.Login(kIqn, 0x23d000000042ULL));
+  ASSERT_NE(a.tsih(), 0);
+  RawInitiator b(port_);
+  ASSERT_TRUE(b.Login(kIqn, 0x23d000000042ULL, a.tsih(), /*cid=*/1));
+  EXPECT_EQ(b.tsih(), a.tsih());
+  // CmdSN n+1 goes out on B before n on A: the target holds it until n arrives.
+  uint32_t n = a.cmd_sn();
+  b.set_cmd_sn(n + 1);
+  uint32_t itt_b = b.SendCommand({0x00}, 0, false, false);
+  a.set_cmd_sn(n);
+  uint32_t itt_a = a.SendCommand({0x00}, 0, false, false);
+  auto ra = a.Receive();
+  auto rb = b.Receive();
+  ASSERT_TRUE(ra.has_value());
+  ASSERT_TRUE(rb.has_value());
+  EXPECT_EQ(ra->bhs.itt(), itt_a);
+  EXPECT_EQ(rb->bhs.itt(), itt_b);
+  // Both saw the window advance past both commands.
+  EXPECT_EQ(rb->bhs.u32(pdu::field::kExpCmdSn), n + 2);
+}
+
+TEST_F(TargetFixture, NewLeadingLoginWithSameIsidReinstatesSession) {
+  RawInitiator old_session(port_);
+  ASSERT_TRUE(old_session.Login(kIqn, 0x23d000000077ULL));
+  RawInitiator fresh(port_);
+  ASSERT_TRUE(fresh.Login(kIqn, 0x23d000000077ULL));
+  EXPECT_NE(fresh.tsih(), old_session.tsih());
+  EXPECT_TRUE(old_session.WaitClosed()) << "the old session's connection must be closed";
+  uint32_t itt = fresh.SendCommand({0x00}, 0, false, false);
+  auto rsp = fresh.Receive();
+  ASSERT_TRUE(rsp.has_value());
+  EXPECT_EQ(rsp->bhs.itt(), itt);
+}
+
+TEST_F(TargetFixture, JoiningAnUnknownSessionFails) {
+  RawInitiator i(port_);
+  EXPECT_FALSE(i.Login(kIqn, 0x23d000000011ULL, /*tsih=*/0x7777, /*cid=*/1));
+  EXPECT_TRUE(i.WaitClosed());
+}
+
+TEST_F(TargetFixture, UnknownTargetNameIsRefused) {
+  RawInitiator i(port_);
+  EXPECT_FALSE(i.Login("iqn.2026-11.org.iser-csi:nope"));
+  EXPECT_TRUE(i.WaitClosed());
+  ExpectTargetStillServes();
+}
+
 }  // namespace
 }  // namespace iser::target

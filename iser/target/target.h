@@ -58,6 +58,9 @@ class Target {
   // runs `done` (loop thread) once every connection is closed or `deadline` passed.
   void Drain(absl::Duration deadline, std::function<void()> done);
 
+  // Portals announced by SendTargets (known once the listeners are bound).
+  void set_portals(std::vector<login::PortalInfo> portals) { options_.portals = std::move(portals); }
+
   EventLoop* loop() const { return loop_; }
   const TargetOptions& options() const { return options_; }
   size_t connection_count() const { return connections_.size(); }

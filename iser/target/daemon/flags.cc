@@ -1,5 +1,6 @@
 #include "iser/target/daemon/flags.h"
 
+#include <algorithm>
 #include <fstream>
 
 #include "absl/strings/ascii.h"
@@ -92,6 +93,14 @@ class Parser {
 absl::Status Parser::Apply(absl::string_view name,
                            const std::function<absl::StatusOr<std::string>()>& value) {
   absl::Status error;
+  static constexpr const char* kKnown[] = {
+      "help",       "read-only",       "listen",          "target",
+      "alias",      "lun",             "size",            "block-size",
+      "chap-user",  "chap-secret",     "mutual-chap-user", "mutual-chap-secret",
+      "allow-initiator", "queue-depth", "drain-timeout",   "busy-poll-us",
+      "log-level",  "config"};
+  if (std::find(std::begin(kKnown), std::end(kKnown), name) == std::end(kKnown))
+    return absl::InvalidArgumentError(absl::StrCat("unknown option --", name));
   auto need = [&]() -> absl::StatusOr<std::string> { return value(); };
   if (name == "help") {
     flags.help = true;

@@ -59,6 +59,19 @@ int Run(int argc, char** argv) {
   Target target(loop.get(), options);
   std::vector<std::shared_ptr<store::BlockStore>> stores;
 
+  // Bind the portals first: a busy port fails before any LUN file is created.
+  std::vector<std::unique_ptr<transport::TcpListener>> listeners;
+  std::vector<login::PortalInfo> portals;
+  for (const std::string& addr : flags->listen) {
+    auto l = transport::TcpListener::Create(
+        loop.get(), addr, [&target, &loop](UniqueFd fd, std::string peer, std::string local) {
+          target.AddConnection(std::make_unique<transport::TcpConnection>(
+              loop.get(), std::move(fd), std::move(peer), std::move(local)));
+        });
+    if (!l.ok()) return Fail(l.status(), 1);
+    portals.push_back({(*l)->address(), options.target_portal_group_tag});
+    listeners.push_back(std::move(*l));
+  }
   for (const TargetFlags& tf : flags->targets) {
     auto device = std::make_unique<scsi::Device>();
     for (size_t i = 0; i < tf.luns.size(); ++i) {
@@ -91,20 +104,8 @@ int Run(int argc, char** argv) {
       return Fail(s, 1);
   }
 
-  std::vector<std::unique_ptr<transport::TcpListener>> listeners;
-  std::vector<login::PortalInfo> portals;
-  for (const std::string& addr : flags->listen) {
-    auto l = transport::TcpListener::Create(
-        loop.get(), addr, [&target, &loop](UniqueFd fd, std::string peer, std::string local) {
-          target.AddConnection(std::make_unique<transport::TcpConnection>(
-              loop.get(), std::move(fd), std::move(peer), std::move(local)));
-        });
-    if (!l.ok()) return Fail(l.status(), 1);
-    portals.push_back({(*l)->address(), options.target_portal_group_tag});
-    ISER_LOG(kInfo, "listening on %s (iSCSI/TCP)", (*l)->address());
-    listeners.push_back(std::move(*l));
-  }
-  const_cast<TargetOptions&>(target.options()).portals = portals;
+  target.set_portals(portals);
+  for (const auto& l : listeners) ISER_LOG(kInfo, "listening on %s (iSCSI/TCP)", l->address());
 
   // Signals arrive through a signalfd so shutdown runs on the loop like everything else.
   sigset_t mask;

@@ -51,7 +51,7 @@ tgt_start() {
   # A control port of our own (tgtd -C N uses /var/run/tgtd/socket.N), so we never talk
   # to, or collide with, another tgtd on this machine.
   for ((i = 0; i < 50; i++)); do
-    TGT_CTL=$((20000 + RANDOM % 40000))
+    TGT_CTL=$((1000 + RANDOM % 31000))   # tgtd accepts -C up to 32767
     [[ -e /var/run/tgtd/socket.$TGT_CTL || -e /var/run/tgtd/socket.$TGT_CTL.lock ]] || break
   done
   [[ -d /var/run/tgtd ]] || TGT_CREATED_RUNDIR=1

@@ -69,7 +69,7 @@ IPORT=$(free_port)
 iperf3 -s -1 -p "$IPORT" -B 127.0.0.1 >"$WORK/iperf3.log" 2>&1 &
 IPERF_PID=$!
 for ((i = 0; i < 100; i++)); do
-  grep -q 'Server listening' "$WORK/iperf3.log" && break
+  grep -qs 'Server listening' "$WORK/iperf3.log" && break
   sleep 0.1
 done
 log "iperf3 loopback, one stream, 5 s"

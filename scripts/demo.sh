@@ -20,7 +20,7 @@ SIZE=${ISER_DEMO_SIZE:-1G}
 IQN=iqn.2026-11.org.iser-csi:demo
 BIN=$ROOT/$BUILD_DIR/iser/target/iser-target
 
-if [[ -t 1 ]]; then B=$'\033[1m' N=$'\033[0m'; else B= N=; fi
+if [[ -t 1 ]]; then B=$'\033[1m' N=$'\033[0m'; else B='' N=''; fi
 step() { printf '\n%s==> %s%s\n' "$B" "$*" "$N"; }
 run() { printf '$ %s\n' "$*" >&2; "$@"; }
 
@@ -114,7 +114,7 @@ cu_case() {   # run one iscsi-test-cu case, print its CUnit counts, fail if it f
   out=$(iscsi-test-cu -s "$@" "$URL" 2>&1) || true
   counts=$(awk '$1 == "tests" && NF == 6 {print $2, $3, $4, $5}' <<<"$out")
   if [[ -z "$counts" ]]; then echo "$out" | tail -20; echo "iscsi-test-cu did not finish" >&2; return 1; fi
-  read -r total ran passed failed <<<"$counts"
+  read -r _ ran passed failed <<<"$counts"
   echo "  tests: $ran run, $passed passed, $failed failed"
   [[ $failed -eq 0 && $ran -gt 0 ]] || { echo "$out" | grep -E 'FAILED|CU_ASSERT' | head -10; return 1; }
 }

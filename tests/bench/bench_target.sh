@@ -14,7 +14,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../../scripts/lib/iscsi-peers.sh
 source "$HERE/../../scripts/lib/iscsi-peers.sh"
 
-BIN= ROUNDS=3 SECS=6 SIZE=1G DIR_ARG=
+BIN='' ROUNDS=3 SECS=6 SIZE=1G DIR_ARG=''
 while [[ $# -gt 0 ]]; do
   case $1 in
     --target) BIN=$2; shift ;;

@@ -17,7 +17,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../../scripts/lib/iscsi-peers.sh
 source "$HERE/../../scripts/lib/iscsi-peers.sh"
 
-AGAINST_TGT=0 EXPECT= TIMEOUT=900 SIZE=1G TEST=ALL KEEP_LOG= BIN=
+AGAINST_TGT=0 EXPECT='' TIMEOUT=900 SIZE=1G TEST=ALL KEEP_LOG='' BIN=''
 while [[ $# -gt 0 ]]; do
   case $1 in
     --against-tgt) AGAINST_TGT=1 ;;

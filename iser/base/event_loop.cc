@@ -1,5 +1,6 @@
 #include "iser/base/event_loop.h"
 
+#include <sched.h>
 #include <sys/eventfd.h>
 #include <sys/timerfd.h>
 
@@ -177,7 +178,12 @@ void EventLoop::Run() {
       if (errno == EINTR) continue;
       break;
     }
-    if (n > 0 && busy_poll_ > absl::ZeroDuration()) poll_until = absl::Now() + busy_poll_;
+    if (n > 0 && busy_poll_ > absl::ZeroDuration()) {
+      poll_until = absl::Now() + busy_poll_;
+    } else if (n == 0 && polling) {
+      // Nothing yet: let anything else runnable on this CPU (e.g. a local client) go first.
+      sched_yield();
+    }
     for (int i = 0; i < n; ++i) {
       void* tag = events[i].data.ptr;
       if (tag == nullptr) {

@@ -26,8 +26,8 @@ const char* DaemonUsage() {
   --allow-initiator IQN     only these initiators may log in (repeatable)
   --queue-depth N           commands in flight per session (default 128)
   --drain-timeout SECONDS   how long SIGTERM waits for in-flight commands (default 30)
-  --busy-poll-us N          keep polling N us after activity before sleeping (default 50;
-                            0 sleeps at once: less CPU, more latency)
+  --busy-poll-us N          keep polling N us after activity before sleeping (default 200;
+                            0 sleeps at once: less CPU, more latency at low queue depth)
   --log-level LEVEL         debug, info, warning or error (default info)
   --config FILE             read options from FILE, one per line, without the dashes
   --help

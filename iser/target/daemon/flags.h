@@ -36,7 +36,7 @@ struct DaemonFlags {
   uint32_t queue_depth = 128;
   LogLevel log_level = LogLevel::kInfo;
   absl::Duration drain_timeout = absl::Seconds(30);
-  absl::Duration busy_poll = absl::Microseconds(50);
+  absl::Duration busy_poll = absl::Microseconds(200);
   bool help = false;
 };
 

@@ -7,6 +7,9 @@ BIN=$1
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
+  # TERM first: `timeout` passes it on to the iscsi-perf it runs (a KILL would not).
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -TERM "$p" 2>/dev/null || true; done
+  sleep 0.2
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true; done
   rm -rf "$WORK"
 }
@@ -80,7 +83,8 @@ if [ "$rc" = 0 ] && grep -q "signal received: draining" "$WORK/first.log" \
 else
   fail "SIGTERM under load: exit $rc; log tail: $(tail -5 "$WORK/first.log")"
 fi
-kill "$PERF" 2>/dev/null || true
+kill -TERM "$PERF" 2>/dev/null || true
+wait "$PERF" 2>/dev/null || true
 
 echo "$(( 13 - fails )) passed, $fails failed"
 [ "$fails" = 0 ]

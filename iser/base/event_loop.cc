@@ -26,8 +26,8 @@ absl::StatusOr<std::unique_ptr<EventLoop>> EventLoop::Create() {
   if (!wake) return ErrnoStatus("eventfd");
   UniqueFd tfd(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
   if (!tfd) return ErrnoStatus("timerfd_create");
-  auto loop = std::unique_ptr<EventLoop>(
-      new EventLoop(std::move(ep), std::move(wake), std::move(tfd)));
+  auto loop =
+      std::unique_ptr<EventLoop>(new EventLoop(std::move(ep), std::move(wake), std::move(tfd)));
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.ptr = nullptr;  // wake fd
@@ -113,7 +113,8 @@ EventLoop::TimerId EventLoop::RunAfter(absl::Duration delay, Callback callback) 
 void EventLoop::CancelTimer(TimerId id) { timer_callbacks_.erase(id); }
 
 void EventLoop::ArmTimerFd() {
-  while (!timer_heap_.empty() && !timer_callbacks_.contains(timer_heap_.top().id)) timer_heap_.pop();
+  while (!timer_heap_.empty() && !timer_callbacks_.contains(timer_heap_.top().id))
+    timer_heap_.pop();
   itimerspec spec{};
   if (!timer_heap_.empty()) {
     absl::Duration left = timer_heap_.top().deadline - absl::Now();

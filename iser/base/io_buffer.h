@@ -21,7 +21,8 @@ class IoBuffer {
   static IoBuffer Allocate(size_t size);
   ~IoBuffer() { Release(); }
   IoBuffer(IoBuffer&& o) noexcept
-      : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)),
+      : data_(std::exchange(o.data_, nullptr)),
+        size_(std::exchange(o.size_, 0)),
         size_class_(o.size_class_) {}
   IoBuffer& operator=(IoBuffer&& o) noexcept {
     if (this != &o) {

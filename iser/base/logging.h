@@ -17,11 +17,11 @@ void LogLine(LogLevel level, const char* file, int line, std::string_view messag
 
 }  // namespace iser
 
-#define ISER_LOG(level, ...)                                                       \
-  do {                                                                             \
-    if (::iser::LogLevel::level >= ::iser::GetLogLevel())                          \
-      ::iser::LogLine(::iser::LogLevel::level, __FILE__, __LINE__,                 \
-                      ::absl::StrFormat(__VA_ARGS__));                             \
+#define ISER_LOG(level, ...)                                       \
+  do {                                                             \
+    if (::iser::LogLevel::level >= ::iser::GetLogLevel())          \
+      ::iser::LogLine(::iser::LogLevel::level, __FILE__, __LINE__, \
+                      ::absl::StrFormat(__VA_ARGS__));             \
   } while (0)
 
 #endif  // ISER_BASE_LOGGING_H_

@@ -6,24 +6,42 @@ namespace iser::pdu {
 
 const char* OpcodeName(Opcode op) {
   switch (op) {
-    case Opcode::kNopOut: return "NOP-Out";
-    case Opcode::kScsiCommand: return "SCSI-Command";
-    case Opcode::kTaskMgmtRequest: return "TMF-Request";
-    case Opcode::kLoginRequest: return "Login-Request";
-    case Opcode::kTextRequest: return "Text-Request";
-    case Opcode::kDataOut: return "Data-Out";
-    case Opcode::kLogoutRequest: return "Logout-Request";
-    case Opcode::kSnackRequest: return "SNACK";
-    case Opcode::kNopIn: return "NOP-In";
-    case Opcode::kScsiResponse: return "SCSI-Response";
-    case Opcode::kTaskMgmtResponse: return "TMF-Response";
-    case Opcode::kLoginResponse: return "Login-Response";
-    case Opcode::kTextResponse: return "Text-Response";
-    case Opcode::kDataIn: return "Data-In";
-    case Opcode::kLogoutResponse: return "Logout-Response";
-    case Opcode::kR2t: return "R2T";
-    case Opcode::kAsyncMessage: return "Async-Message";
-    case Opcode::kReject: return "Reject";
+    case Opcode::kNopOut:
+      return "NOP-Out";
+    case Opcode::kScsiCommand:
+      return "SCSI-Command";
+    case Opcode::kTaskMgmtRequest:
+      return "TMF-Request";
+    case Opcode::kLoginRequest:
+      return "Login-Request";
+    case Opcode::kTextRequest:
+      return "Text-Request";
+    case Opcode::kDataOut:
+      return "Data-Out";
+    case Opcode::kLogoutRequest:
+      return "Logout-Request";
+    case Opcode::kSnackRequest:
+      return "SNACK";
+    case Opcode::kNopIn:
+      return "NOP-In";
+    case Opcode::kScsiResponse:
+      return "SCSI-Response";
+    case Opcode::kTaskMgmtResponse:
+      return "TMF-Response";
+    case Opcode::kLoginResponse:
+      return "Login-Response";
+    case Opcode::kTextResponse:
+      return "Text-Response";
+    case Opcode::kDataIn:
+      return "Data-In";
+    case Opcode::kLogoutResponse:
+      return "Logout-Response";
+    case Opcode::kR2t:
+      return "R2T";
+    case Opcode::kAsyncMessage:
+      return "Async-Message";
+    case Opcode::kReject:
+      return "Reject";
   }
   return "Unknown";
 }
@@ -31,7 +49,7 @@ const char* OpcodeName(Opcode op) {
 uint64_t DecodeLun(uint64_t lun_field) {
   uint8_t method = lun_field >> 62;
   if (method == 0) {  // peripheral device addressing: bus 0, target/LUN in byte 1
-    if (((lun_field >> 48) & 0x3f00) != 0) return UINT64_MAX;  // bus identifier != 0
+    if (((lun_field >> 48) & 0x3f00) != 0) return UINT64_MAX;         // bus identifier != 0
     if ((lun_field & 0x0000ffffffffffffULL) != 0) return UINT64_MAX;  // second level
     return (lun_field >> 48) & 0xff;
   }

@@ -99,36 +99,38 @@ enum class TmfResponse : uint8_t {
 
 // Field offsets shared by several opcodes.
 namespace field {
-inline constexpr size_t kLun = 8;            // 8 bytes
+inline constexpr size_t kLun = 8;  // 8 bytes
 inline constexpr size_t kItt = 16;
-inline constexpr size_t kTtt = 20;           // also RefTaskTag (TMF), EDTL (SCSI Command)
+inline constexpr size_t kTtt = 20;  // also RefTaskTag (TMF), EDTL (SCSI Command)
 inline constexpr size_t kEdtl = 20;
 inline constexpr size_t kRefTaskTag = 20;
-inline constexpr size_t kCmdSn = 24;         // requests
-inline constexpr size_t kStatSn = 24;        // responses
-inline constexpr size_t kExpStatSn = 28;     // requests
-inline constexpr size_t kExpCmdSn = 28;      // responses
-inline constexpr size_t kMaxCmdSn = 32;      // responses
-inline constexpr size_t kRefCmdSn = 32;      // TMF request
-inline constexpr size_t kDataSn = 36;        // Data-In/Out, R2TSN in R2T, ExpDataSN in SCSI Rsp
-inline constexpr size_t kBufferOffset = 40;  // Data-In/Out, R2T
-inline constexpr size_t kResidual = 44;      // SCSI Response, Data-In
-inline constexpr size_t kBidiResidual = 40;  // SCSI Response
-inline constexpr size_t kDesiredLength = 44; // R2T
-inline constexpr size_t kCdb = 32;           // SCSI Command, 16 bytes
-inline constexpr size_t kIsid = 8;           // Login, 6 bytes
-inline constexpr size_t kTsih = 14;          // Login, 2 bytes
-inline constexpr size_t kCid = 20;           // Login request, Logout request, 2 bytes
+inline constexpr size_t kCmdSn = 24;          // requests
+inline constexpr size_t kStatSn = 24;         // responses
+inline constexpr size_t kExpStatSn = 28;      // requests
+inline constexpr size_t kExpCmdSn = 28;       // responses
+inline constexpr size_t kMaxCmdSn = 32;       // responses
+inline constexpr size_t kRefCmdSn = 32;       // TMF request
+inline constexpr size_t kDataSn = 36;         // Data-In/Out, R2TSN in R2T, ExpDataSN in SCSI Rsp
+inline constexpr size_t kBufferOffset = 40;   // Data-In/Out, R2T
+inline constexpr size_t kResidual = 44;       // SCSI Response, Data-In
+inline constexpr size_t kBidiResidual = 40;   // SCSI Response
+inline constexpr size_t kDesiredLength = 44;  // R2T
+inline constexpr size_t kCdb = 32;            // SCSI Command, 16 bytes
+inline constexpr size_t kIsid = 8;            // Login, 6 bytes
+inline constexpr size_t kTsih = 14;           // Login, 2 bytes
+inline constexpr size_t kCid = 20;            // Login request, Logout request, 2 bytes
 inline constexpr size_t kLoginStatusClass = 36;
 inline constexpr size_t kLoginStatusDetail = 37;
-inline constexpr size_t kTime2Wait = 40;     // Logout response, 2 bytes
+inline constexpr size_t kTime2Wait = 40;  // Logout response, 2 bytes
 inline constexpr size_t kTime2Retain = 42;
 }  // namespace field
 
 class Bhs {
  public:
   Bhs() { bytes_.fill(0); }
-  explicit Bhs(std::span<const uint8_t, kBhsSize> raw) { std::memcpy(bytes_.data(), raw.data(), kBhsSize); }
+  explicit Bhs(std::span<const uint8_t, kBhsSize> raw) {
+    std::memcpy(bytes_.data(), raw.data(), kBhsSize);
+  }
   // A zeroed BHS with the opcode set (and the F bit, which most target PDUs carry).
   static Bhs Make(Opcode op, uint8_t flags = kFlagFinal) {
     Bhs b;
@@ -139,7 +141,9 @@ class Bhs {
 
   uint8_t* data() { return bytes_.data(); }
   const uint8_t* data() const { return bytes_.data(); }
-  std::span<const uint8_t, kBhsSize> span() const { return std::span<const uint8_t, kBhsSize>(bytes_); }
+  std::span<const uint8_t, kBhsSize> span() const {
+    return std::span<const uint8_t, kBhsSize>(bytes_);
+  }
 
   Opcode opcode() const { return static_cast<Opcode>(bytes_[0] & 0x3f); }
   bool immediate() const { return bytes_[0] & 0x40; }

@@ -78,15 +78,15 @@ absl::Status PduReader::OnHeaderComplete() {
     uint32_t want = LoadDigest(header_ + kBhsSize + ahs);
     uint32_t got = ComputeCrc32c({header_, kBhsSize + ahs});
     if (want != got)
-      return absl::DataLossError(absl::StrFormat("header digest mismatch (0x%08x != 0x%08x)",
-                                                 got, want));
+      return absl::DataLossError(
+          absl::StrFormat("header digest mismatch (0x%08x != 0x%08x)", got, want));
   }
   pdu_.ahs.assign(header_ + kBhsSize, header_ + kBhsSize + ahs);
   uint32_t dsl = pdu_.bhs.data_segment_length();
   if (dsl > max_data_segment_)
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "%s data segment of %u bytes exceeds the limit of %u", OpcodeName(pdu_.bhs.opcode()), dsl,
-        max_data_segment_));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s data segment of %u bytes exceeds the limit of %u",
+                        OpcodeName(pdu_.bhs.opcode()), dsl, max_data_segment_));
   filled_ = 0;
   data_crc_ = Crc32c();
   if (dsl == 0) {

@@ -21,10 +21,10 @@ namespace iser::pdu {
 struct ReceivedPdu {
   Bhs bhs;
   std::vector<uint8_t> ahs;
-  std::vector<uint8_t> owned;   // backing for `data` unless it was placed externally
-  std::span<uint8_t> data;      // the data segment, without padding
-  bool placed = false;          // data went to the buffer the placement callback chose
-  bool data_digest_ok = true;   // false: DataDigest mismatch (answer with Reject)
+  std::vector<uint8_t> owned;  // backing for `data` unless it was placed externally
+  std::span<uint8_t> data;     // the data segment, without padding
+  bool placed = false;         // data went to the buffer the placement callback chose
+  bool data_digest_ok = true;  // false: DataDigest mismatch (answer with Reject)
 };
 
 class PduReader {
@@ -73,7 +73,7 @@ class PduReader {
   std::function<absl::Status(const Bhs&)> header_check_;
 
   State state_ = State::kBhs;
-  size_t filled_ = 0;  // bytes of the current part received
+  size_t filled_ = 0;                    // bytes of the current part received
   uint8_t header_[kBhsSize + 1024 + 4];  // BHS + AHS (<= 255 words) + digest, contiguous
   uint8_t scratch_[4];                   // padding / data digest
   ReceivedPdu pdu_;

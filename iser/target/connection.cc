@@ -61,9 +61,8 @@ void Connection::FillSequence(Bhs& bhs, bool advance_stat_sn) {
 
 absl::Status Connection::CheckHeader(const Bhs& bhs) {
   if (phase_ == Phase::kLogin && bhs.opcode() != Opcode::kLoginRequest)
-    return absl::InvalidArgumentError(
-        absl::StrFormat("expected a Login Request, got opcode 0x%02x",
-                        static_cast<int>(bhs.opcode())));
+    return absl::InvalidArgumentError(absl::StrFormat("expected a Login Request, got opcode 0x%02x",
+                                                      static_cast<int>(bhs.opcode())));
   return absl::OkStatus();
 }
 
@@ -106,8 +105,7 @@ void Connection::SendLoginReject(const Bhs& req, uint8_t status_class, uint8_t s
   transport_->CloseAfterFlush();
 }
 
-void Connection::SendLoginResponse(const Bhs& req, const login::LoginResponse& rsp,
-                                   uint16_t tsih) {
+void Connection::SendLoginResponse(const Bhs& req, const login::LoginResponse& rsp, uint16_t tsih) {
   OutgoingPdu out;
   out.bhs = Bhs::Make(Opcode::kLoginResponse, 0);
   std::string_view text = rsp.text;
@@ -184,15 +182,15 @@ void Connection::HandleLoginPdu(pdu::ReceivedPdu pdu) {
     cfg.offer = target_->options().offer;
     cfg.target_portal_group_tag = target_->options().target_portal_group_tag;
     cfg.rdma_capable = transport_->kind() == TransportKind::kIser;
-    cfg.lookup_target = [target = target_](std::string_view name)
-        -> std::optional<login::TargetNodeInfo> {
+    cfg.lookup_target =
+        [target = target_](std::string_view name) -> std::optional<login::TargetNodeInfo> {
       TargetNode* node = target->FindNode(name);
       if (node == nullptr) return std::nullopt;
       return node->info;
     };
     // random_bytes left empty: the negotiator draws CHAP challenges from OpenSSL RAND_bytes.
-    negotiator_ = std::make_unique<login::TargetNegotiator>(std::move(cfg), login_tsih_ == 0,
-                                                            session_params);
+    negotiator_ =
+        std::make_unique<login::TargetNegotiator>(std::move(cfg), login_tsih_ == 0, session_params);
   } else if (req.u48(pdu::field::kIsid) != login_isid_ ||
              req.u16(pdu::field::kTsih) != login_tsih_ || req.itt() != login_itt_) {
     SendLoginReject(req, 2, 0x00);  // ISID/TSIH/ITT changed within one login
@@ -270,8 +268,8 @@ bool Connection::CompleteLogin(const Bhs& req) {
     // existing session closes the old one.
     if (Session* old = target_->FindSessionByIsid(login_isid_, negotiator_->initiator_name(),
                                                   negotiator_->target_name())) {
-      ISER_LOG(kInfo, "conn %llu: reinstating session tsih=%u", static_cast<unsigned long long>(id_),
-               old->tsih);
+      ISER_LOG(kInfo, "conn %llu: reinstating session tsih=%u",
+               static_cast<unsigned long long>(id_), old->tsih);
       target_->DestroySession(old);
     }
     Session* s = target_->CreateSession();
@@ -293,8 +291,8 @@ bool Connection::CompleteLogin(const Bhs& req) {
     s->nexus.id = s->id;
     s->nexus.initiator_name = s->initiator_name;
     s->nexus.isid = s->isid;
-    s->nexus.initiator_port =
-        absl::StrFormat("%s,i,0x%012x", s->initiator_name, static_cast<unsigned long long>(s->isid));
+    s->nexus.initiator_port = absl::StrFormat("%s,i,0x%012x", s->initiator_name,
+                                              static_cast<unsigned long long>(s->isid));
     s->nexus.target_portal_group_tag = target_->options().target_portal_group_tag;
     s->nexus.relative_target_port = 1;
     session_ = s;
@@ -403,12 +401,23 @@ void Connection::Dispatch(pdu::ReceivedPdu pdu) {
     }
   }
   switch (pdu.bhs.opcode()) {
-    case Opcode::kScsiCommand: HandleScsiCommand(std::move(pdu)); break;
-    case Opcode::kNopOut: HandleNopOut(std::move(pdu)); break;
-    case Opcode::kTaskMgmtRequest: HandleTaskMgmt(std::move(pdu)); break;
-    case Opcode::kTextRequest: HandleTextRequest(std::move(pdu)); break;
-    case Opcode::kLogoutRequest: HandleLogout(std::move(pdu)); break;
-    default: break;
+    case Opcode::kScsiCommand:
+      HandleScsiCommand(std::move(pdu));
+      break;
+    case Opcode::kNopOut:
+      HandleNopOut(std::move(pdu));
+      break;
+    case Opcode::kTaskMgmtRequest:
+      HandleTaskMgmt(std::move(pdu));
+      break;
+    case Opcode::kTextRequest:
+      HandleTextRequest(std::move(pdu));
+      break;
+    case Opcode::kLogoutRequest:
+      HandleLogout(std::move(pdu));
+      break;
+    default:
+      break;
   }
 }
 
@@ -419,9 +428,8 @@ void Connection::SendReject(const Bhs& rejected, pdu::RejectReason reason) {
   out.bhs.set_itt(pdu::kReservedTag);
   FillSequence(out.bhs, true);
   out.SetOwnedData(std::vector<uint8_t>(rejected.data(), rejected.data() + pdu::kBhsSize));
-  ISER_LOG(kWarning, "conn %llu: Reject reason 0x%02x for %s",
-           static_cast<unsigned long long>(id_), static_cast<int>(reason),
-           pdu::DescribeBhs(rejected));
+  ISER_LOG(kWarning, "conn %llu: Reject reason 0x%02x for %s", static_cast<unsigned long long>(id_),
+           static_cast<int>(reason), pdu::DescribeBhs(rejected));
   transport_->SendPdu(std::move(out));
 }
 

@@ -65,8 +65,7 @@ class Connection : public TransportEvents {
 
   // Login
   void HandleLoginPdu(pdu::ReceivedPdu pdu);
-  void SendLoginResponse(const pdu::Bhs& req, const login::LoginResponse& rsp,
-                         uint16_t tsih);
+  void SendLoginResponse(const pdu::Bhs& req, const login::LoginResponse& rsp, uint16_t tsih);
   void SendLoginReject(const pdu::Bhs& req, uint8_t status_class, uint8_t status_detail);
   bool CompleteLogin(const pdu::Bhs& req);
 
@@ -105,7 +104,7 @@ class Connection : public TransportEvents {
 
   // Login state.
   std::unique_ptr<login::TargetNegotiator> negotiator_;
-  std::string login_text_;       // reassembly of C-bit continued requests
+  std::string login_text_;         // reassembly of C-bit continued requests
   std::string login_pending_out_;  // response text not yet sent (C bit on our side)
   uint64_t login_isid_ = 0;
   uint16_t login_tsih_ = 0;

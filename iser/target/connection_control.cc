@@ -108,7 +108,6 @@ void Connection::HandleTextRequest(pdu::ReceivedPdu pdu) {
     send("", true);  // more request text follows; answer empty (sec 11.10.2)
     return;
   }
-  std::vector<TargetNode*> nodes;
   std::vector<login::TargetNodeInfo> infos = target_->NodeInfos();
   // Only targets this initiator may log in to are disclosed.
   std::erase_if(infos, [&](const login::TargetNodeInfo& info) {
@@ -163,7 +162,8 @@ void Connection::HandleTaskMgmt(pdu::ReceivedPdu pdu) {
   auto tasks_for = [&](Session* s, bool any_lun) {
     std::vector<Task*> out;
     for (auto& [itt, t] : s->tasks)
-      if ((any_lun || pdu::DecodeLun(t->lun_field) == lun) && t->state != Task::State::kSendingStatus)
+      if ((any_lun || pdu::DecodeLun(t->lun_field) == lun) &&
+          t->state != Task::State::kSendingStatus)
         out.push_back(t.get());
     return out;
   };
@@ -203,8 +203,8 @@ void Connection::HandleTaskMgmt(pdu::ReceivedPdu pdu) {
         respond(pdu::TmfResponse::kLunDoesNotExist);
         return;
       }
-      ISER_LOG(kInfo, "conn %llu: LOGICAL UNIT RESET lun %llu", static_cast<unsigned long long>(id_),
-               static_cast<unsigned long long>(lun));
+      ISER_LOG(kInfo, "conn %llu: LOGICAL UNIT RESET lun %llu",
+               static_cast<unsigned long long>(id_), static_cast<unsigned long long>(lun));
       std::vector<Task*> victims = tasks_for(session_, false);
       target_->AbortTasks(&lun, session_);
       session_->node->device->LogicalUnitReset(lun, session_->nexus);
@@ -286,7 +286,7 @@ void Connection::RequestLogout(uint16_t seconds) {
   out.bhs = Bhs::Make(Opcode::kAsyncMessage);
   out.bhs.set_itt(pdu::kReservedTag);
   FillSequence(out.bhs, true);
-  out.bhs.set_byte(36, 1);  // AsyncEvent 1: target requests Logout
+  out.bhs.set_byte(36, 1);       // AsyncEvent 1: target requests Logout
   out.bhs.set_u16(42, seconds);  // Parameter3: time to logout
   transport_->SendPdu(std::move(out));
 }

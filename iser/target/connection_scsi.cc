@@ -17,11 +17,15 @@ namespace {
 
 size_t CdbLength(uint8_t opcode) {
   switch (opcode >> 5) {
-    case 0: return 6;
+    case 0:
+      return 6;
     case 1:
-    case 2: return 10;
-    case 5: return 12;
-    default: return 16;  // group 4, vendor specific, and 0x7f (extended by AHS)
+    case 2:
+      return 10;
+    case 5:
+      return 12;
+    default:
+      return 16;  // group 4, vendor specific, and 0x7f (extended by AHS)
   }
 }
 
@@ -46,8 +50,8 @@ void Connection::HandleScsiCommand(pdu::ReceivedPdu pdu) {
   bool write = bhs.flags() & pdu::kCmdFlagWrite;
   uint32_t edtl = bhs.u32(pdu::field::kEdtl);
   uint32_t immediate_len = static_cast<uint32_t>(pdu.data.size());
-  if (immediate_len > 0 &&
-      (!write || !p.immediate_data || immediate_len > p.first_burst_length || immediate_len > edtl)) {
+  if (immediate_len > 0 && (!write || !p.immediate_data || immediate_len > p.first_burst_length ||
+                            immediate_len > edtl)) {
     SendReject(bhs, pdu::RejectReason::kProtocolError);
     return;
   }
@@ -145,7 +149,8 @@ void Connection::HandleDataOut(pdu::ReceivedPdu pdu) {
              static_cast<unsigned long long>(id_), what, bhs.itt(), data_sn, offset);
     SendCheckCondition(bhs.itt(), scsi::FixedSense(kAbortedCommand, 0x4b, ascq));
   };
-  if (uint64_t{offset} + len > t->edtl) return sequence_error("beyond expected length", kDataOffsetError);
+  if (uint64_t{offset} + len > t->edtl)
+    return sequence_error("beyond expected length", kDataOffsetError);
   if (ttt == pdu::kReservedTag) {
     if (data_sn != t->unsolicited_next_data_sn) return sequence_error("DataSN", kDataPhaseError);
     if (offset != t->unsolicited_received || offset + len > t->unsolicited_limit)

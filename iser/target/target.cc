@@ -12,7 +12,7 @@ login::OperationalParams TargetOptions::DefaultOffer() {
   p.header_digest = false;
   p.data_digest = false;
   p.max_connections = 8;
-  p.initial_r2t = false;     // allow unsolicited data
+  p.initial_r2t = false;  // allow unsolicited data
   p.immediate_data = true;
   p.max_burst_length = 1 << 20;
   p.first_burst_length = 256 << 10;
@@ -24,7 +24,8 @@ login::OperationalParams TargetOptions::DefaultOffer() {
   return p;
 }
 
-Target::Target(EventLoop* loop, TargetOptions options) : loop_(loop), options_(std::move(options)) {}
+Target::Target(EventLoop* loop, TargetOptions options)
+    : loop_(loop), options_(std::move(options)) {}
 
 Target::~Target() {
   // Connections reference sessions and the loop; tear them down first.

@@ -34,7 +34,7 @@ struct TargetOptions {
   uint32_t queue_depth = 128;        // per session: MaxCmdSN - ExpCmdSN + 1
   uint32_t max_io_bytes = 16 << 20;  // largest EDTL accepted
   uint16_t target_portal_group_tag = 1;
-  std::vector<login::PortalInfo> portals;  // for SendTargets
+  std::vector<login::PortalInfo> portals;           // for SendTargets
   absl::Duration nop_interval = absl::Seconds(30);  // NOP-In ping when idle
   absl::Duration nop_timeout = absl::Seconds(30);
   absl::Duration login_timeout = absl::Seconds(15);
@@ -59,7 +59,9 @@ class Target {
   void Drain(absl::Duration deadline, std::function<void()> done);
 
   // Portals announced by SendTargets (known once the listeners are bound).
-  void set_portals(std::vector<login::PortalInfo> portals) { options_.portals = std::move(portals); }
+  void set_portals(std::vector<login::PortalInfo> portals) {
+    options_.portals = std::move(portals);
+  }
 
   EventLoop* loop() const { return loop_; }
   const TargetOptions& options() const { return options_; }

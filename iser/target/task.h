@@ -56,10 +56,10 @@ class Task {
   IoBuffer buffer;  // EDTL bytes: write data in, or read data out
 
   // Write data bookkeeping (byte counts into `buffer`).
-  uint32_t unsolicited_limit = 0;   // [0, unsolicited_limit) arrives without R2T
+  uint32_t unsolicited_limit = 0;  // [0, unsolicited_limit) arrives without R2T
   uint32_t unsolicited_received = 0;
   uint32_t unsolicited_next_data_sn = 0;
-  uint32_t next_r2t_offset = 0;     // first byte not yet solicited
+  uint32_t next_r2t_offset = 0;  // first byte not yet solicited
   uint32_t next_r2t_sn = 0;
   uint32_t total_received = 0;
   std::deque<SolicitedBurst> bursts;  // outstanding, oldest first

@@ -4,10 +4,10 @@
 #include <fstream>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "absl/strings/match.h"
 #include "absl/strings/strip.h"
 
 namespace iser::target {
@@ -37,16 +37,27 @@ const char* DaemonUsage() {
 absl::StatusOr<uint64_t> ParseSize(absl::string_view text) {
   std::string t = absl::AsciiStrToUpper(absl::StripAsciiWhitespace(text));
   // Accept 1G, 1GB and 1GiB alike (binary units).
-  if (absl::EndsWith(t, "IB")) t.resize(t.size() - 2);
-  else if (t.size() > 1 && t.back() == 'B' && !absl::ascii_isdigit(t[t.size() - 2])) t.pop_back();
+  if (absl::EndsWith(t, "IB"))
+    t.resize(t.size() - 2);
+  else if (t.size() > 1 && t.back() == 'B' && !absl::ascii_isdigit(t[t.size() - 2]))
+    t.pop_back();
   uint64_t mult = 1;
   if (!t.empty()) {
     switch (t.back()) {
-      case 'K': mult = 1ULL << 10; break;
-      case 'M': mult = 1ULL << 20; break;
-      case 'G': mult = 1ULL << 30; break;
-      case 'T': mult = 1ULL << 40; break;
-      default: break;
+      case 'K':
+        mult = 1ULL << 10;
+        break;
+      case 'M':
+        mult = 1ULL << 20;
+        break;
+      case 'G':
+        mult = 1ULL << 30;
+        break;
+      case 'T':
+        mult = 1ULL << 40;
+        break;
+      default:
+        break;
     }
     if (mult != 1) t.pop_back();
   }
@@ -66,7 +77,8 @@ bool LooksLikeIscsiName(absl::string_view name) {
 
 class Parser {
  public:
-  absl::Status Apply(absl::string_view name, const std::function<absl::StatusOr<std::string>()>& value);
+  absl::Status Apply(absl::string_view name,
+                     const std::function<absl::StatusOr<std::string>()>& value);
   absl::Status Finish();
   DaemonFlags flags;
 
@@ -93,12 +105,24 @@ class Parser {
 absl::Status Parser::Apply(absl::string_view name,
                            const std::function<absl::StatusOr<std::string>()>& value) {
   absl::Status error;
-  static constexpr const char* kKnown[] = {
-      "help",       "read-only",       "listen",          "target",
-      "alias",      "lun",             "size",            "block-size",
-      "chap-user",  "chap-secret",     "mutual-chap-user", "mutual-chap-secret",
-      "allow-initiator", "queue-depth", "drain-timeout",   "busy-poll-us",
-      "log-level",  "config"};
+  static constexpr const char* kKnown[] = {"help",
+                                           "read-only",
+                                           "listen",
+                                           "target",
+                                           "alias",
+                                           "lun",
+                                           "size",
+                                           "block-size",
+                                           "chap-user",
+                                           "chap-secret",
+                                           "mutual-chap-user",
+                                           "mutual-chap-secret",
+                                           "allow-initiator",
+                                           "queue-depth",
+                                           "drain-timeout",
+                                           "busy-poll-us",
+                                           "log-level",
+                                           "config"};
   if (std::find(std::begin(kKnown), std::end(kKnown), name) == std::end(kKnown))
     return absl::InvalidArgumentError(absl::StrCat("unknown option --", name));
   auto need = [&]() -> absl::StatusOr<std::string> { return value(); };
@@ -169,11 +193,16 @@ absl::Status Parser::Apply(absl::string_view name,
       return absl::InvalidArgumentError("--busy-poll-us must be 0..1000000");
     flags.busy_poll = absl::Microseconds(us);
   } else if (name == "log-level") {
-    if (val == "debug") flags.log_level = LogLevel::kDebug;
-    else if (val == "info") flags.log_level = LogLevel::kInfo;
-    else if (val == "warning") flags.log_level = LogLevel::kWarning;
-    else if (val == "error") flags.log_level = LogLevel::kError;
-    else return absl::InvalidArgumentError("--log-level must be debug, info, warning or error");
+    if (val == "debug")
+      flags.log_level = LogLevel::kDebug;
+    else if (val == "info")
+      flags.log_level = LogLevel::kInfo;
+    else if (val == "warning")
+      flags.log_level = LogLevel::kWarning;
+    else if (val == "error")
+      flags.log_level = LogLevel::kError;
+    else
+      return absl::InvalidArgumentError("--log-level must be debug, info, warning or error");
   } else if (name == "config") {
     if (++depth_ > 4) return absl::InvalidArgumentError("--config nested too deeply");
     std::ifstream in(val);
@@ -239,7 +268,8 @@ absl::StatusOr<DaemonFlags> ParseDaemonFlags(int argc, char** argv) {
     }
     absl::Status s = p.Apply(name, [&]() -> absl::StatusOr<std::string> {
       if (has_inline) return inline_value;
-      if (i + 1 >= argc) return absl::InvalidArgumentError(absl::StrCat("--", name, " needs a value"));
+      if (i + 1 >= argc)
+        return absl::InvalidArgumentError(absl::StrCat("--", name, " needs a value"));
       return std::string(argv[++i]);
     });
     if (!s.ok()) return s;

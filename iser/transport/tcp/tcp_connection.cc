@@ -38,19 +38,19 @@ TcpConnection::~TcpConnection() {
 
 void TcpConnection::SetEvents(target::TransportEvents* events) {
   events_ = events;
-  reader_.set_placement([this](const pdu::Bhs& bhs, std::span<const uint8_t>) {
-    return events_->PlaceData(bhs);
-  });
+  reader_.set_placement(
+      [this](const pdu::Bhs& bhs, std::span<const uint8_t>) { return events_->PlaceData(bhs); });
   reader_.set_header_check([this](const pdu::Bhs& bhs) { return events_->CheckHeader(bhs); });
-  absl::Status s = loop_->AddFd(fd_.get(), EPOLLIN | EPOLLRDHUP,
-                                [this](uint32_t ev) { OnEvents(ev); });
+  absl::Status s =
+      loop_->AddFd(fd_.get(), EPOLLIN | EPOLLRDHUP, [this](uint32_t ev) { OnEvents(ev); });
   if (!s.ok()) {
     Fail(s);
     return;
   }
-  if (staging_end_ > 0) loop_->Defer([this] {
-    if (!closed_) FeedStaging();
-  });
+  if (staging_end_ > 0)
+    loop_->Defer([this] {
+      if (!closed_) FeedStaging();
+    });
 }
 
 void TcpConnection::ApplyParams(const login::OperationalParams& params) {
@@ -111,8 +111,8 @@ void TcpConnection::HandleReadable() {
 bool TcpConnection::FeedStaging() {
   while (staging_begin_ < staging_end_ && !closed_) {
     bool complete = false;
-    auto used = reader_.Feed({staging_.data() + staging_begin_, staging_end_ - staging_begin_},
-                             &complete);
+    auto used =
+        reader_.Feed({staging_.data() + staging_begin_, staging_end_ - staging_begin_}, &complete);
     if (!used.ok()) {
       Fail(used.status());
       return false;

@@ -46,7 +46,7 @@ class TcpConnection final : public target::ConnectionTransport {
     target::OutgoingPdu pdu;
     uint8_t header_digest[4];
     bool has_header_digest = false;  // digests apply from the PDU after login completes
-    uint8_t trailer[8];  // pad (0-3) + data digest (4)
+    uint8_t trailer[8];              // pad (0-3) + data digest (4)
     size_t trailer_len = 0;
     size_t total = 0;  // bytes on the wire
   };

@@ -2,14 +2,14 @@
 #ifndef ISER_TRANSPORT_TCP_TCP_LISTENER_H_
 #define ISER_TRANSPORT_TCP_TCP_LISTENER_H_
 
+#include <sys/socket.h>
+
 #include <functional>
 #include <memory>
 #include <string>
-#include <sys/socket.h>
-
-#include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "iser/base/event_loop.h"
 #include "iser/base/unique_fd.h"
 

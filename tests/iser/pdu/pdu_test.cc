@@ -65,7 +65,7 @@ TEST(BhsTest, LunEncoding) {
   EXPECT_EQ(DecodeLun(EncodeLun(0)), 0u);
   EXPECT_EQ(DecodeLun(EncodeLun(5)), 5u);
   EXPECT_EQ(DecodeLun(EncodeLun(300)), 300u);
-  EXPECT_EQ(EncodeLun(300) >> 62, 1u);  // flat space addressing above 255
+  EXPECT_EQ(EncodeLun(300) >> 62, 1u);                      // flat space addressing above 255
   EXPECT_EQ(DecodeLun(0xc000000000000000ULL), UINT64_MAX);  // extended addressing
   EXPECT_EQ(DecodeLun(0x0001000100000000ULL), UINT64_MAX);  // second level LUN
 }

@@ -85,8 +85,8 @@ class RawInitiator {
   }
 
   // Login straight into full feature phase with AuthMethod skipped (operational stage).
-  bool Login(const std::string& target_name, uint64_t isid = 0x23d000000001ULL,
-             uint16_t tsih = 0, uint16_t cid = 0) {
+  bool Login(const std::string& target_name, uint64_t isid = 0x23d000000001ULL, uint16_t tsih = 0,
+             uint16_t cid = 0) {
     pdu::Bhs b = pdu::Bhs::Make(pdu::Opcode::kLoginRequest, 0x80 | (1 << 2) | 3);
     b.set_immediate(true);
     b.set_u48(pdu::field::kIsid, isid);
@@ -104,11 +104,11 @@ class RawInitiator {
     text.push_back('\0');
     text += "DataDigest=None";
     text.push_back('\0');
-    for (const char* kv : {"InitialR2T=Yes", "ImmediateData=Yes", "MaxBurstLength=262144",
-                           "FirstBurstLength=65536", "MaxRecvDataSegmentLength=262144",
-                           "MaxOutstandingR2T=1", "DefaultTime2Wait=2", "DefaultTime2Retain=0",
-                           "DataPDUInOrder=Yes", "DataSequenceInOrder=Yes",
-                           "ErrorRecoveryLevel=0", "MaxConnections=4"}) {
+    for (const char* kv :
+         {"InitialR2T=Yes", "ImmediateData=Yes", "MaxBurstLength=262144", "FirstBurstLength=65536",
+          "MaxRecvDataSegmentLength=262144", "MaxOutstandingR2T=1", "DefaultTime2Wait=2",
+          "DefaultTime2Retain=0", "DataPDUInOrder=Yes", "DataSequenceInOrder=Yes",
+          "ErrorRecoveryLevel=0", "MaxConnections=4"}) {
       if (tsih != 0 && std::string(kv).rfind("MaxConnections", 0) == 0) continue;
       text += kv;
       text.push_back('\0');

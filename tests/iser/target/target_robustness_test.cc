@@ -46,8 +46,8 @@ class TargetFixture : public ::testing::Test {
         });
     ASSERT_TRUE(listener.ok()) << listener.status();
     listener_ = std::move(*listener);
-    port_ = static_cast<uint16_t>(std::stoi(listener_->address().substr(
-        listener_->address().rfind(':') + 1)));
+    port_ = static_cast<uint16_t>(
+        std::stoi(listener_->address().substr(listener_->address().rfind(':') + 1)));
     thread_ = std::thread([this] { loop_->Run(); });
   }
   void TearDown() override {
@@ -193,7 +193,6 @@ TEST_F(TargetFixture, WriteThenReadRoundTripsThroughR2t) {
   EXPECT_TRUE(data_in->bhs.flags() & pdu::kDataInFlagStatus);  // phase-collapsed status
   EXPECT_EQ(std::string(data_in->data.begin(), data_in->data.end()), payload);
 }
-
 
 TEST_F(TargetFixture, TwoConnectionsInOneSessionDeliverInCmdSnOrder) {
   RawInitiator a(port_);

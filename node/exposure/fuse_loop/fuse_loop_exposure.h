@@ -1,0 +1,78 @@
+// fuse_loop: a LUN as /dev/loopN through a one-file FUSE filesystem served in-process.
+//
+//   kernel: fio/ext4 -> /dev/loopN (direct I/O, LUN block size)
+//        -> FUSE file <tmpdir>/lun (FOPEN_DIRECT_IO, async DIO)
+//        -> /dev/fuse -> libfuse worker threads (this library) -> BlockBackend
+//
+// Requests are answered asynchronously: a worker submits to the backend and returns to
+// /dev/fuse; the backend's completion sends the reply (fuse_reply_* is thread-safe).
+// So the queue depth the kernel has in flight (max_background, 256) reaches the
+// backend, not just one request per thread.
+//
+// Mapping: read/write -> Read/Write; fsync (REQ_OP_FLUSH on the loop device) -> Flush;
+// fallocate(PUNCH_HOLE) (discard, and write-zeroes without NOUNMAP) -> Discard, followed
+// by writing zeroes when the backend does not guarantee that discarded blocks read as
+// zeroes; fallocate(ZERO_RANGE) -> Write of zeroes. I/O must be aligned to the LUN
+// block size (the loop device guarantees that); unaligned writes fail with EINVAL.
+//
+// Needs root (mount(2) of FUSE, loop-control) and /dev/fuse.
+#ifndef NODE_EXPOSURE_FUSE_LOOP_FUSE_LOOP_EXPOSURE_H_
+#define NODE_EXPOSURE_FUSE_LOOP_FUSE_LOOP_EXPOSURE_H_
+
+#include <memory>
+#include <string>
+
+#include "node/exposure/exposure.h"
+
+namespace iser::node {
+
+struct FuseLoopOptions {
+  // Parent of the private (0700) per-device mount directory.
+  std::string mount_parent = "/tmp";
+  // libfuse worker threads: at most this many (they are spawned on demand) ...
+  int max_threads = 16;
+  // ... and this many kept idle.
+  int max_idle_threads = 8;
+};
+
+// The descriptors that keep a fuse_loop attachment alive in the kernel, owned by the
+// FuseLoopDevice (closed by Detach()/destruction). A later issue hands them to a new
+// process (SCM_RIGHTS) so the device survives a node-plugin restart:
+//  - fuse_fd: the /dev/fuse connection; whoever reads it serves the file behind the
+//    loop device (requests in flight at hand-off are re-read by the successor only if
+//    the kernel re-queues them; a hand-off must drain first).
+//  - loop_fd: the open /dev/loopN; the loop device is autoclear, so it disappears when
+//    its last opener (this fd, or a mount) goes away.
+struct FuseLoopHandles {
+  int fuse_fd = -1;
+  int loop_fd = -1;
+  std::string mount_dir;    // where the FUSE filesystem is mounted
+  std::string file_path;    // mount_dir + "/lun", the loop device's backing file
+  std::string device_path;  // /dev/loopN
+};
+
+class FuseLoopDevice : public ExposedDevice {
+ public:
+  // Which descriptors/paths make up this attachment (see FuseLoopHandles).
+  virtual FuseLoopHandles handles() const = 0;
+  // Whether the loop driver does direct I/O to the FUSE file (it should).
+  virtual bool direct_io_active() const = 0;
+};
+
+class FuseLoopExposure : public Exposure {
+ public:
+  explicit FuseLoopExposure(FuseLoopOptions options = {}) : options_(std::move(options)) {}
+
+  absl::StatusOr<std::unique_ptr<ExposedDevice>> Expose(BlockBackend& backend,
+                                                        const ExposeOptions& options) override;
+  // Same, with the concrete type (for handles()).
+  absl::StatusOr<std::unique_ptr<FuseLoopDevice>> ExposeFuseLoop(BlockBackend& backend,
+                                                                 const ExposeOptions& options);
+
+ private:
+  FuseLoopOptions options_;
+};
+
+}  // namespace iser::node
+
+#endif  // NODE_EXPOSURE_FUSE_LOOP_FUSE_LOOP_EXPOSURE_H_

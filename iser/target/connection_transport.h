@@ -17,27 +17,14 @@
 #include "iser/base/io_buffer.h"
 #include "iser/login/negotiation.h"
 #include "iser/pdu/bhs.h"
+#include "iser/pdu/outgoing_pdu.h"
 #include "iser/pdu/pdu_reader.h"
 
 namespace iser::target {
 
 class Task;
 
-// A PDU on its way out. `data` points into `owned`, into `buffer`, or into the `buffer`
-// of a later PDU in the same send queue (the Data-In PDUs of one read share the task's
-// buffer, which the last of them owns; queues are FIFO, so it outlives the others).
-struct OutgoingPdu {
-  pdu::Bhs bhs;
-  std::vector<uint8_t> owned;
-  std::span<const uint8_t> data;
-  IoBuffer buffer;
-
-  void SetOwnedData(std::vector<uint8_t> bytes) {
-    owned = std::move(bytes);
-    data = owned;
-    bhs.set_data_segment_length(static_cast<uint32_t>(owned.size()));
-  }
-};
+using OutgoingPdu = pdu::OutgoingPdu;
 
 enum class TransportKind { kTcp, kIser };
 const char* TransportKindName(TransportKind kind);

@@ -38,6 +38,50 @@ MpaLocal LocalFor(const SoftIwarpOptions& o, const rdma::ConnParam& p) {
   return l;
 }
 
+std::string SocketName(int fd, bool peer) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  int rc = peer ? getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len)
+                : getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+  if (rc != 0) return "?";
+  char buf[INET6_ADDRSTRLEN] = {0};
+  if (ss.ss_family == AF_INET) {
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
+    inet_ntop(AF_INET, &v4->sin_addr, buf, sizeof(buf));
+    return absl::StrCat(buf, ":", ntohs(v4->sin_port));
+  }
+  if (ss.ss_family == AF_INET6) {
+    auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    inet_ntop(AF_INET6, &v6->sin6_addr, buf, sizeof(buf));
+    return absl::StrCat("[", buf, "]:", ntohs(v6->sin6_port));
+  }
+  return "?";
+}
+
+// Serves bytes read before a socket was adopted, then the socket itself.
+class PrereadThenFd final : public ByteSource {
+ public:
+  PrereadThenFd(const std::vector<uint8_t>& pre, size_t* pos, int fd)
+      : pre_(pre), pos_(pos), fd_(fd) {}
+  ssize_t Readv(const iovec* iov, int iovcnt) override {
+    if (*pos_ >= pre_.size()) return fd_.Readv(iov, iovcnt);
+    size_t n = 0;
+    for (int i = 0; i < iovcnt && *pos_ < pre_.size(); ++i) {
+      size_t take = std::min(iov[i].iov_len, pre_.size() - *pos_);
+      std::memcpy(iov[i].iov_base, pre_.data() + *pos_, take);
+      *pos_ += take;
+      n += take;
+      if (take < iov[i].iov_len) break;
+    }
+    return static_cast<ssize_t>(n);
+  }
+
+ private:
+  const std::vector<uint8_t>& pre_;
+  size_t* pos_;
+  FdByteIo fd_;
+};
+
 }  // namespace
 
 // ---------------------------------------------------------------- event channel
@@ -178,9 +222,32 @@ void SoftCmId::OnListenReadable() {
   }
 }
 
-void SoftCmId::StartPassive(SoftCmId* listener, UniqueFd fd) {
+absl::Status SoftCmId::ListenOnAdoptedSockets() {
+  if (state_ != State::kIdle) return absl::FailedPreconditionError("id in use");
+  state_ = State::kListening;
+  return absl::OkStatus();
+}
+
+absl::Status SoftCmId::AdoptAcceptedSocket(UniqueFd fd, std::vector<uint8_t> preread) {
+  if (state_ != State::kListening) return absl::FailedPreconditionError("id is not listening");
+  if (!fd) return absl::InvalidArgumentError("no socket");
+  std::erase_if(pending_, [](const auto& c) { return c->state_ == State::kClosed; });
+  auto child = std::make_unique<SoftCmId>(channel_, context());
+  SoftCmId* raw = child.get();
+  pending_.push_back(std::move(child));
+  raw->StartPassive(this, std::move(fd), std::move(preread));
+  // Bytes already in hand may hold the whole Request: don't wait for the socket.
+  if (raw->state_ == State::kAwaitRequest && !raw->preread_.empty()) raw->OnRequestFrame();
+  return absl::OkStatus();
+}
+
+void SoftCmId::StartPassive(SoftCmId* listener, UniqueFd fd, std::vector<uint8_t> preread) {
   listener_ = listener;
   fd_ = std::move(fd);
+  preread_ = std::move(preread);
+  preread_pos_ = 0;
+  peer_address_ = SocketName(fd_.get(), true);
+  local_address_ = SocketName(fd_.get(), false);
   SetNoDelay(fd_.get());
   state_ = State::kAwaitRequest;
   reader_.emplace(/*expect_reply=*/false);
@@ -380,7 +447,7 @@ void SoftCmId::OnReplyFrame() {
 }
 
 void SoftCmId::OnRequestFrame() {
-  FdByteIo io(fd_.get());
+  PrereadThenFd io(preread_, &preread_pos_, fd_.get());
   MpaFrameReader::Outcome o = reader_->Pump(io);
   if (o == MpaFrameReader::Outcome::kNeedMore) return;
   SoftCmId* listener = listener_;
@@ -390,6 +457,14 @@ void SoftCmId::OnRequestFrame() {
     return;
   }
   CancelTimer();
+  if (preread_pos_ < preread_.size()) {
+    // The initiator must wait for the Reply before sending FPDUs (RFC 5044 sec 7.1.2).
+    ISER_LOG(kWarning, "softiwarp: bytes after the MPA request before the reply");
+    Fail(CmEventType::kConnectError, -EPROTO, true);
+    return;
+  }
+  preread_.clear();
+  preread_.shrink_to_fit();
   request_ = reader_->frame();
   if (request_.markers) {
     // As siw: markers unsupported, answer with R=1 and close.

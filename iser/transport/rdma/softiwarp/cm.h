@@ -6,6 +6,7 @@
 #include <deque>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "iser/base/event_loop.h"
@@ -54,7 +55,18 @@ class SoftCmId final : public rdma::CmId {
   absl::Status Reject(std::span<const uint8_t> private_data) override;
   absl::Status Disconnect() override;
 
+  // Port sharing (no librdmacm counterpart): a listening id without a socket of its
+  // own, fed TCP connections that someone else accepted on a port it shares with
+  // iSCSI/TCP. `preread` holds bytes already taken off the socket (the start of the MPA
+  // Request frame); a sniffer that peeks with MSG_PEEK passes none. The connection then
+  // goes through the usual passive handshake and surfaces as kConnectRequest.
+  absl::Status ListenOnAdoptedSockets();
+  absl::Status AdoptAcceptedSocket(UniqueFd fd, std::vector<uint8_t> preread = {});
+
   SoftQp* soft_qp() const { return qp_.get(); }
+  // "ip:port" of the peer and of our end (passive ids, from the accepted socket).
+  const std::string& peer_address() const { return peer_address_; }
+  const std::string& local_address() const { return local_address_; }
 
  private:
   enum class State {
@@ -63,7 +75,7 @@ class SoftCmId final : public rdma::CmId {
   };
 
   // Passive side: a connection accepted on `listener`.
-  void StartPassive(SoftCmId* listener, UniqueFd fd);
+  void StartPassive(SoftCmId* listener, UniqueFd fd, std::vector<uint8_t> preread = {});
   void OnListenReadable();
   void OnHandshakeEvent(uint32_t events);
   void OnConnected();
@@ -91,6 +103,10 @@ class SoftCmId final : public rdma::CmId {
   sockaddr_in dst_{};
   std::unique_ptr<SoftQp> qp_;
   std::optional<MpaFrameReader> reader_;
+  std::vector<uint8_t> preread_;  // passive: bytes of the Request read before adoption
+  size_t preread_pos_ = 0;
+  std::string peer_address_;
+  std::string local_address_;
   std::vector<uint8_t> out_;
   size_t out_sent_ = 0;
   MpaFrame request_;           // what we sent (initiator) or received (responder)

@@ -1,0 +1,443 @@
+#include "iser/transport/iser/iser_target_connection.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/str_format.h"
+#include "iser/base/logging.h"
+#include "iser/target/connection.h"
+#include "iser/target/task.h"
+
+namespace iser::iser_transport {
+
+using pdu::Bhs;
+using pdu::Opcode;
+
+struct IserTargetConnection::Wr {
+  enum class Kind { kRecv, kSend, kWrite, kRead };
+  Kind kind = Kind::kSend;
+  RegisteredBufferPool::Lease buf;  // receive, send, Read sink
+  IoBuffer data;                    // Write source: the task's read data
+  rdma::Sge sge;
+  rdma::WrOpcode opcode = rdma::WrOpcode::kSend;
+  uint64_t remote_addr = 0;
+  uint32_t rkey = 0;
+  uint32_t invalidate_rkey = 0;
+  // kRead: the solicited burst it fetches.
+  uint32_t itt = 0, ttt = 0, offset = 0, length = 0;
+};
+
+absl::StatusOr<std::unique_ptr<IserTargetConnection>> IserTargetConnection::Create(
+    EventLoop* loop, std::shared_ptr<IserDeviceContext> ctx, std::unique_ptr<rdma::CmId> id,
+    const IserConnectionOptions& options, bool send_with_invalidate, std::string peer,
+    std::string local) {
+  std::unique_ptr<IserTargetConnection> c(
+      new IserTargetConnection(loop, std::move(ctx), std::move(id), options,
+                               send_with_invalidate, std::move(peer), std::move(local)));
+  if (absl::Status s = c->Init(); !s.ok()) return s;
+  return c;
+}
+
+IserTargetConnection::IserTargetConnection(EventLoop* loop,
+                                           std::shared_ptr<IserDeviceContext> ctx,
+                                           std::unique_ptr<rdma::CmId> id,
+                                           const IserConnectionOptions& options,
+                                           bool send_with_invalidate, std::string peer,
+                                           std::string local)
+    : loop_(loop),
+      ctx_(std::move(ctx)),
+      options_(options),
+      send_with_invalidate_(send_with_invalidate),
+      peer_(std::move(peer)),
+      local_(std::move(local)),
+      id_(std::move(id)) {
+  id_->set_context(this);
+}
+
+IserTargetConnection::~IserTargetConnection() {
+  if (fd_registered_) loop_->RemoveFd(comp_channel_->fd());
+  id_.reset();  // QP first, then the CQ and channel (members below)
+  waiting_.clear();
+  inflight_.clear();
+  cq_.reset();
+  comp_channel_.reset();
+}
+
+absl::Status IserTargetConnection::Init() {
+  auto ch = ctx_->device->CreateCompletionChannel();
+  if (!ch.ok()) return ch.status();
+  comp_channel_ = std::move(*ch);
+  int cqe = static_cast<int>(options_.recv_depth + options_.send_depth + 16);
+  auto cq = ctx_->device->CreateCq(cqe, this, comp_channel_.get());
+  if (!cq.ok()) return cq.status();
+  cq_ = std::move(*cq);
+  rdma::QpInitAttr attr;
+  attr.send_cq = cq_.get();
+  attr.recv_cq = cq_.get();
+  attr.cap.max_send_wr = options_.send_depth;
+  attr.cap.max_recv_wr = options_.recv_depth;
+  attr.cap.max_send_sge = 1;
+  attr.cap.max_recv_sge = 1;
+  if (absl::Status s = id_->CreateQp(ctx_->pd.get(), attr); !s.ok()) return s;
+  size_t recv_size =
+      kIserHeaderSize + pdu::kBhsSize + options_.max_ahs + options_.recv_data_segment + 4;
+  for (uint32_t i = 0; i < options_.recv_depth; ++i) {
+    auto wr = std::make_unique<Wr>();
+    wr->kind = Wr::Kind::kRecv;
+    auto lease = ctx_->pool->Get(recv_size);
+    if (!lease.ok()) return lease.status();
+    wr->buf = std::move(*lease);
+    Wr* raw = wr.get();
+    inflight_.emplace(raw, std::move(wr));
+    if (absl::Status s = PostRecv(raw); !s.ok()) return s;
+  }
+  return cq_->RequestNotify(false);
+}
+
+absl::Status IserTargetConnection::PostRecv(Wr* wr) {
+  wr->sge = {reinterpret_cast<uint64_t>(wr->buf.data()),
+             static_cast<uint32_t>(wr->buf.capacity()), wr->buf.lkey()};
+  rdma::RecvWr r;
+  r.wr_id = rdma::WrIdOf(wr);
+  r.sg_list = {&wr->sge, 1};
+  return id_->qp()->PostRecv(r);
+}
+
+void IserTargetConnection::SetEvents(target::TransportEvents* events) {
+  events_ = events;
+  if (closed_ || fd_registered_) return;
+  absl::Status s =
+      loop_->AddFd(comp_channel_->fd(), EPOLLIN, [this](uint32_t) { OnCqEvent(); });
+  if (!s.ok()) {
+    Fail(s);
+    return;
+  }
+  fd_registered_ = true;
+  DrainCq();  // completions that came in before the core was attached
+}
+
+void IserTargetConnection::ApplyParams(const login::OperationalParams& params) {
+  tagged_solicited_only_ = params.tagged_buffer_for_solicited_data_only;
+  max_outstanding_r2t_ = std::max<uint32_t>(1, params.max_outstanding_r2t);
+  full_feature_ = true;
+  if (!params.rdma_extensions)
+    Fail(absl::FailedPreconditionError("iSER connection logged in without RDMAExtensions=Yes"));
+}
+
+void IserTargetConnection::OnCqEvent() {
+  while (!closed_) {
+    auto ev = comp_channel_->GetEvent();
+    if (!ev.ok()) break;
+  }
+  if (closed_) return;
+  (void)cq_->RequestNotify(false);
+  DrainCq();
+}
+
+void IserTargetConnection::DrainCq() {
+  rdma::WorkCompletion wcs[32];
+  while (!closed_) {
+    int n = cq_->Poll(wcs);
+    if (n <= 0) return;
+    for (int i = 0; i < n && !closed_; ++i) OnCompletion(wcs[i]);
+  }
+}
+
+void IserTargetConnection::OnCompletion(const rdma::WorkCompletion& wc) {
+  Wr* wr = rdma::FromWrId<Wr>(wc.wr_id);
+  auto it = inflight_.find(wr);
+  if (it == inflight_.end()) return;
+  if (wc.status != rdma::WcStatus::kSuccess) {
+    Fail(wc.status == rdma::WcStatus::kWrFlushErr
+             ? absl::UnavailableError("RDMA connection closed")
+             : absl::DataLossError(absl::StrFormat("RDMA work request failed: %s",
+                                                   rdma::WcStatusName(wc.status))));
+    return;
+  }
+  if (wr->kind == Wr::Kind::kRecv) {
+    OnRecv(wr, wc.byte_len);
+    return;
+  }
+  std::unique_ptr<Wr> owned = std::move(it->second);
+  inflight_.erase(it);
+  --sends_posted_;
+  if (owned->kind == Wr::Kind::kRead) OnReadDone(owned.get());
+  owned.reset();
+  if (closed_) return;
+  PumpSends();
+  MaybeFinishClose();
+}
+
+void IserTargetConnection::OnRecv(Wr* wr, uint32_t len) {
+  std::span<const uint8_t> msg(wr->buf.data(), std::min<size_t>(len, wr->buf.capacity()));
+  auto hdr = DecodeIserHeader(msg);
+  if (!hdr.ok()) {
+    Fail(hdr.status());
+    return;
+  }
+  if (hdr->opcode == IserOpcode::kHello) {
+    if (full_feature_) {
+      Fail(absl::InvalidArgumentError("iSER Hello in full feature phase"));
+      return;
+    }
+    SendHelloReply(*hdr);
+    if (absl::Status s = PostRecv(wr); !s.ok()) Fail(s);
+    return;
+  }
+  if (hdr->opcode != IserOpcode::kControl) {
+    Fail(absl::InvalidArgumentError("iSER HelloReply sent to a target"));
+    return;
+  }
+  msg = msg.subspan(kIserHeaderSize);
+  if (msg.size() < pdu::kBhsSize) {
+    Fail(absl::InvalidArgumentError("iSER control message without a complete BHS"));
+    return;
+  }
+  pdu::ReceivedPdu p;
+  p.bhs = Bhs(std::span<const uint8_t, pdu::kBhsSize>(msg.data(), pdu::kBhsSize));
+  size_t ahs = p.bhs.ahs_length();
+  size_t dsl = p.bhs.data_segment_length();
+  // The data segment is not padded in an iSER Send; tolerate a padded one.
+  size_t need = pdu::kBhsSize + ahs + dsl;
+  if (ahs > options_.max_ahs || dsl > options_.recv_data_segment || msg.size() < need ||
+      msg.size() > pdu::PaddedLength(static_cast<uint32_t>(need))) {
+    Fail(absl::InvalidArgumentError(absl::StrFormat(
+        "iSER Send of %u bytes does not match its BHS (AHS %u, data %u)",
+        static_cast<unsigned>(msg.size()), static_cast<unsigned>(ahs),
+        static_cast<unsigned>(dsl))));
+    return;
+  }
+  if (events_ == nullptr) return;
+  if (absl::Status s = events_->CheckHeader(p.bhs); !s.ok()) {
+    Fail(s);
+    return;
+  }
+  Opcode op = p.bhs.opcode();
+  if (full_feature_ && (op == Opcode::kDataOut && p.bhs.ttt() != pdu::kReservedTag)) {
+    // Solicited data moves by RDMA Read; a solicited Data-Out PDU is a protocol error.
+    Fail(absl::InvalidArgumentError("solicited Data-Out PDU on an iSER connection"));
+    return;
+  }
+  if (op == Opcode::kScsiCommand) {
+    Stags st;
+    st.write_valid = hdr->write_valid;
+    st.read_valid = hdr->read_valid;
+    st.write_stag = hdr->write_stag;
+    st.write_base = hdr->write_base;
+    st.read_stag = hdr->read_stag;
+    st.read_base = hdr->read_base;
+    stags_[p.bhs.itt()] = st;
+  }
+  p.ahs.assign(msg.begin() + pdu::kBhsSize, msg.begin() + pdu::kBhsSize + ahs);
+  p.owned.assign(msg.begin() + pdu::kBhsSize + ahs, msg.begin() + need);
+  p.data = p.owned;
+  // The bytes are copied out: the buffer is a credit for the next Send at once.
+  if (absl::Status s = PostRecv(wr); !s.ok()) {
+    Fail(s);
+    return;
+  }
+  events_->OnPduReceived(std::move(p));
+}
+
+void IserTargetConnection::SendHelloReply(const IserHeader& hello) {
+  // RFC 7145 sec 5.1.3: iSER-ORD = min(our ORD, the initiator's IRD); reject when the
+  // versions don't overlap or the initiator wants Reads we can't issue. RFC 5046-era
+  // peers send version 1: accepted.
+  IserHeader reply;
+  reply.opcode = IserOpcode::kHelloReply;
+  bool version_ok = hello.min_or_cur_version <= kIserVersion &&
+                    (hello.max_version >= kIserVersion || hello.max_version == 1);
+  reply.reject = !version_ok || (hello.ird_or_ord > 0 && options_.ord == 0);
+  reply.max_version = kIserVersion;
+  reply.min_or_cur_version = version_ok ? std::min<uint8_t>(hello.max_version, kIserVersion) : 0;
+  reply.ird_or_ord = std::min<uint16_t>(options_.ord, hello.ird_or_ord);
+  auto lease = ctx_->pool->Get(kIserHeaderSize);
+  if (!lease.ok()) {
+    Fail(lease.status());
+    return;
+  }
+  auto wr = std::make_unique<Wr>();
+  wr->buf = std::move(*lease);
+  EncodeIserHeader(reply, wr->buf.span());
+  wr->sge = {reinterpret_cast<uint64_t>(wr->buf.data()), kIserHeaderSize, wr->buf.lkey()};
+  PostSendWr(std::move(wr));
+}
+
+void IserTargetConnection::SendPdu(target::OutgoingPdu pdu) {
+  if (closed_) return;
+  size_t len = kIserHeaderSize + pdu::kBhsSize + pdu.data.size();
+  auto lease = ctx_->pool->Get(len);
+  if (!lease.ok()) {
+    Fail(lease.status());
+    return;
+  }
+  auto wr = std::make_unique<Wr>();
+  wr->buf = std::move(*lease);
+  uint8_t* p = wr->buf.data();
+  EncodeIserHeader(IserHeader::Control(), {p, kIserHeaderSize});
+  std::memcpy(p + kIserHeaderSize, pdu.bhs.data(), pdu::kBhsSize);
+  if (!pdu.data.empty())
+    std::memcpy(p + kIserHeaderSize + pdu::kBhsSize, pdu.data.data(), pdu.data.size());
+  wr->sge = {reinterpret_cast<uint64_t>(p), static_cast<uint32_t>(len), wr->buf.lkey()};
+  if (pdu.bhs.opcode() == Opcode::kScsiResponse) {
+    // RFC 7145 sec 7.3.2: the response names the Read STag if one was advertised,
+    // otherwise the Write STag; Send with Invalidate does it where the peer agreed.
+    auto it = stags_.find(pdu.bhs.itt());
+    if (it != stags_.end()) {
+      uint32_t stag = it->second.read_valid    ? it->second.read_stag
+                      : it->second.write_valid ? it->second.write_stag
+                                               : 0;
+      if (send_with_invalidate_ && (it->second.read_valid || it->second.write_valid)) {
+        wr->opcode = rdma::WrOpcode::kSendWithInv;
+        wr->invalidate_rkey = stag;
+      }
+      stags_.erase(it);
+    }
+  }
+  PostSendWr(std::move(wr));
+}
+
+bool IserTargetConnection::QueueDataIn(target::Task& task, bool /*with_status*/) {
+  if (closed_) return false;
+  auto it = stags_.find(task.itt);
+  if (it == stags_.end() || !it->second.read_valid) {
+    Fail(absl::InvalidArgumentError(absl::StrFormat(
+        "read command ITT 0x%08x without a Read STag in its iSER header", task.itt)));
+    return false;
+  }
+  uint32_t len = std::min(task.scsi.data_in_length, task.edtl);
+  auto wr = std::make_unique<Wr>();
+  wr->kind = Wr::Kind::kWrite;
+  wr->opcode = rdma::WrOpcode::kRdmaWrite;
+  wr->data = std::move(task.buffer);
+  auto lkey = ctx_->pool->LocalKey(wr->data.data(), len);
+  if (!lkey.ok()) {
+    Fail(lkey.status());
+    return false;
+  }
+  wr->sge = {reinterpret_cast<uint64_t>(wr->data.data()), len, *lkey};
+  wr->remote_addr = it->second.read_base;
+  wr->rkey = it->second.read_stag;
+  ++rdma_writes_;
+  PostSendWr(std::move(wr));
+  return false;  // status always follows in its own SCSI Response (RFC 7145 sec 7.3.3)
+}
+
+void IserTargetConnection::GetDataOut(target::Task& task) {
+  if (closed_) return;
+  auto it = stags_.find(task.itt);
+  if (it == stags_.end() || !it->second.write_valid) {
+    Fail(absl::InvalidArgumentError(absl::StrFormat(
+        "write command ITT 0x%08x needs solicited data but has no Write STag", task.itt)));
+    return;
+  }
+  const Stags st = it->second;
+  while (task.bursts.size() < max_outstanding_r2t_) {
+    std::optional<target::OutgoingPdu> r2t = task.conn->BuildNextR2t(task);
+    if (!r2t) return;
+    auto wr = std::make_unique<Wr>();
+    wr->kind = Wr::Kind::kRead;
+    wr->opcode = rdma::WrOpcode::kRdmaRead;
+    wr->itt = task.itt;
+    wr->ttt = r2t->bhs.ttt();
+    wr->offset = r2t->bhs.u32(pdu::field::kBufferOffset);
+    wr->length = r2t->bhs.u32(pdu::field::kDesiredLength);
+    auto lease = ctx_->pool->Get(wr->length);
+    if (!lease.ok()) {
+      Fail(lease.status());
+      return;
+    }
+    wr->buf = std::move(*lease);
+    wr->sge = {reinterpret_cast<uint64_t>(wr->buf.data()), wr->length, wr->buf.lkey()};
+    // TO = Write Base Offset + Buffer Offset; with TaggedBufferForSolicitedDataOnly the
+    // tagged buffer starts at the first solicited byte (RFC 7145 sec 6.9, 7.3.5).
+    uint64_t buffer_offset =
+        tagged_solicited_only_ ? wr->offset - task.unsolicited_limit : wr->offset;
+    wr->remote_addr = st.write_base + buffer_offset;
+    wr->rkey = st.write_stag;
+    ++rdma_reads_;
+    PostSendWr(std::move(wr));
+  }
+}
+
+void IserTargetConnection::OnReadDone(Wr* wr) {
+  if (events_ == nullptr) return;
+  // Hand the burst to the core as the Data-Out PDU it stands for: the core checks it
+  // against the burst it solicited and copies it into the task buffer (if the task is
+  // still there: an aborted task's late data is dropped, which is why the Read lands in
+  // a pool buffer and not in the task's).
+  pdu::ReceivedPdu p;
+  p.bhs = Bhs::Make(Opcode::kDataOut, pdu::kFlagFinal);
+  p.bhs.set_itt(wr->itt);
+  p.bhs.set_ttt(wr->ttt);
+  p.bhs.set_u32(pdu::field::kDataSn, 0);
+  p.bhs.set_u32(pdu::field::kBufferOffset, wr->offset);
+  p.bhs.set_data_segment_length(wr->length);
+  p.data = {wr->buf.data(), wr->length};
+  events_->OnPduReceived(std::move(p));
+}
+
+void IserTargetConnection::PostSendWr(std::unique_ptr<Wr> wr) {
+  if (closed_) return;
+  waiting_.push_back(std::move(wr));
+  PumpSends();
+}
+
+void IserTargetConnection::PumpSends() {
+  while (!closed_ && !waiting_.empty() && sends_posted_ < options_.send_depth) {
+    std::unique_ptr<Wr> wr = std::move(waiting_.front());
+    waiting_.pop_front();
+    rdma::SendWr s;
+    s.wr_id = rdma::WrIdOf(wr.get());
+    s.opcode = wr->opcode;
+    s.send_flags = rdma::kSendSignaled;
+    s.sg_list = {&wr->sge, wr->sge.length > 0 ? 1u : 0u};
+    s.remote_addr = wr->remote_addr;
+    s.rkey = wr->rkey;
+    s.invalidate_rkey = wr->invalidate_rkey;
+    if (wr->opcode == rdma::WrOpcode::kSend || wr->opcode == rdma::WrOpcode::kSendWithInv)
+      ++sends_;
+    Wr* raw = wr.get();
+    inflight_.emplace(raw, std::move(wr));
+    ++sends_posted_;
+    if (absl::Status st = id_->qp()->PostSend(s); !st.ok()) {
+      Fail(st);
+      return;
+    }
+  }
+}
+
+void IserTargetConnection::CloseAfterFlush() {
+  if (closed_) return;
+  close_after_flush_ = true;
+  MaybeFinishClose();
+}
+
+void IserTargetConnection::MaybeFinishClose() {
+  if (!close_after_flush_ || closed_ || sends_posted_ > 0 || !waiting_.empty()) return;
+  closed_ = true;
+  (void)id_->Disconnect();
+  if (events_ != nullptr) events_->OnTransportClosed(absl::OkStatus());
+}
+
+void IserTargetConnection::Abort() { Fail(absl::AbortedError("closed by target")); }
+
+void IserTargetConnection::OnCmDisconnected() {
+  Fail(absl::UnavailableError("RDMA connection closed by peer"));
+}
+
+void IserTargetConnection::Fail(const absl::Status& why) {
+  if (closed_) return;
+  closed_ = true;
+  if (!why.ok() && !absl::IsAborted(why))
+    ISER_LOG(kInfo, "iser %s: %s", peer_, std::string(why.message()));
+  if (fd_registered_) {
+    loop_->RemoveFd(comp_channel_->fd());
+    fd_registered_ = false;
+  }
+  waiting_.clear();
+  (void)id_->Disconnect();
+  if (events_ != nullptr) events_->OnTransportClosed(why);
+}
+
+}  // namespace iser::iser_transport

@@ -1,0 +1,148 @@
+// iSER (RFC 7145) on the target: the ConnectionTransport for one RDMA connection.
+//
+//   control PDUs   <-> RDMA Sends, each starting with the 28-byte iSER header (login
+//                      too, as Linux ib_iser/isert do)
+//   Data-In        ->  RDMA Write of the read data to the initiator's Read STag, then the
+//                      SCSI Response as a Send (with Invalidate of the STag if the peer
+//                      allows it); never phase-collapsed
+//   R2T/Data-Out   ->  RDMA Read Requests from the initiator's Write STag, one per
+//                      solicited burst (the QP keeps at most ORD outstanding); each
+//                      completion reaches the core as a Data-Out for that burst, so the
+//                      core's write bookkeeping is shared with TCP
+//
+// No R2T, Data-In or Data-Out PDU is ever sent on the wire. Every local buffer comes
+// from a RegisteredBufferPool (registered once, reused).
+//
+// Receive credits: `recv_depth` buffers of iSER header + BHS + MaxAHSLength +
+// TargetRecvDataSegmentLength bytes are posted before the connection is accepted and
+// reposted as soon as each PDU has been handed to the core (its data is copied), so the
+// initiator may have recv_depth Sends in flight; the target's login offer should
+// declare MaxOutstandingUnexpectedPDUs no larger than that.
+#ifndef ISER_TRANSPORT_ISER_ISER_TARGET_CONNECTION_H_
+#define ISER_TRANSPORT_ISER_ISER_TARGET_CONNECTION_H_
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include "absl/status/statusor.h"
+#include "iser/base/event_loop.h"
+#include "iser/target/connection_transport.h"
+#include "iser/transport/iser/iser_header.h"
+#include "iser/transport/iser/registered_buffer_pool.h"
+#include "iser/transport/rdma/cm.h"
+#include "iser/transport/rdma/verbs.h"
+
+namespace iser::iser_transport {
+
+// What the connections of one portal share: the device, the CM event channel, one PD
+// and its buffer pool. Held by shared_ptr so it outlives the last connection whichever
+// of portal and target goes first. Members are destroyed bottom-up (pool, PD, channel,
+// device), the order verbs requires.
+struct IserDeviceContext {
+  std::unique_ptr<rdma::Device> device;
+  std::unique_ptr<rdma::CmEventChannel> channel;
+  std::unique_ptr<rdma::ProtectionDomain> pd;
+  std::unique_ptr<RegisteredBufferPool> pool;
+};
+
+struct IserConnectionOptions {
+  uint32_t recv_depth = 160;          // receive buffers posted (Send credits)
+  uint32_t recv_data_segment = 8192;  // TargetRecvDataSegmentLength we accept
+  uint32_t max_ahs = 256;
+  uint32_t send_depth = 512;          // send queue slots; more waits in a FIFO
+  uint8_t ord = 16;                   // outbound RDMA Reads outstanding
+  uint8_t ird = 16;
+};
+
+class IserTargetConnection final : public target::ConnectionTransport {
+ public:
+  // Creates CQ and QP on `id` (a connect request, not yet accepted) and posts the
+  // receive buffers. `send_with_invalidate`: the initiator's iser_cm_hdr allows it.
+  static absl::StatusOr<std::unique_ptr<IserTargetConnection>> Create(
+      EventLoop* loop, std::shared_ptr<IserDeviceContext> ctx, std::unique_ptr<rdma::CmId> id,
+      const IserConnectionOptions& options, bool send_with_invalidate, std::string peer,
+      std::string local);
+  ~IserTargetConnection() override;
+
+  rdma::CmId* cm_id() const { return id_.get(); }
+  // The CM reported the connection gone (DISCONNECTED or an error).
+  void OnCmDisconnected();
+
+  // target::ConnectionTransport
+  target::TransportKind kind() const override { return target::TransportKind::kIser; }
+  std::string peer_address() const override { return peer_; }
+  std::string local_address() const override { return local_; }
+  void SetEvents(target::TransportEvents* events) override;
+  void ApplyParams(const login::OperationalParams& params) override;
+  void SendPdu(target::OutgoingPdu pdu) override;
+  bool QueueDataIn(target::Task& task, bool with_status) override;
+  void GetDataOut(target::Task& task) override;
+  void CloseAfterFlush() override;
+  void Abort() override;
+
+  // Counters for tests and status.
+  uint64_t rdma_writes() const { return rdma_writes_; }
+  uint64_t rdma_reads() const { return rdma_reads_; }
+  uint64_t sends() const { return sends_; }
+
+ private:
+  struct Wr;
+  // STags the initiator advertised for one command (by ITT).
+  struct Stags {
+    bool write_valid = false, read_valid = false;
+    uint32_t write_stag = 0, read_stag = 0;
+    uint64_t write_base = 0, read_base = 0;
+  };
+
+  IserTargetConnection(EventLoop* loop, std::shared_ptr<IserDeviceContext> ctx,
+                       std::unique_ptr<rdma::CmId> id, const IserConnectionOptions& options,
+                       bool send_with_invalidate, std::string peer, std::string local);
+  absl::Status Init();
+  absl::Status PostRecv(Wr* wr);
+  void OnCqEvent();
+  void DrainCq();
+  void OnCompletion(const rdma::WorkCompletion& wc);
+  void OnRecv(Wr* wr, uint32_t len);
+  void OnReadDone(Wr* wr);
+  void SendHelloReply(const IserHeader& hello);
+  void PostSendWr(std::unique_ptr<Wr> wr);
+  void PumpSends();
+  void MaybeFinishClose();
+  void Fail(const absl::Status& why);
+
+  EventLoop* loop_;
+  std::shared_ptr<IserDeviceContext> ctx_;
+  IserConnectionOptions options_;
+  bool send_with_invalidate_;
+  std::string peer_;
+  std::string local_;
+  target::TransportEvents* events_ = nullptr;
+
+  std::unique_ptr<rdma::CompletionChannel> comp_channel_;
+  std::unique_ptr<rdma::CompletionQueue> cq_;
+  std::unique_ptr<rdma::CmId> id_;  // owns the QP; destroyed before the CQ
+  bool fd_registered_ = false;
+
+  std::unordered_map<Wr*, std::unique_ptr<Wr>> inflight_;
+  std::deque<std::unique_ptr<Wr>> waiting_;  // send WRs waiting for a free SQ slot
+  uint32_t sends_posted_ = 0;
+
+  std::unordered_map<uint32_t, Stags> stags_;
+  bool tagged_solicited_only_ = false;
+  uint32_t max_outstanding_r2t_ = 1;
+  bool full_feature_ = false;
+
+  bool close_after_flush_ = false;
+  bool closed_ = false;
+
+  uint64_t rdma_writes_ = 0;
+  uint64_t rdma_reads_ = 0;
+  uint64_t sends_ = 0;
+};
+
+}  // namespace iser::iser_transport
+
+#endif  // ISER_TRANSPORT_ISER_ISER_TARGET_CONNECTION_H_

@@ -1,0 +1,322 @@
+// iSER on the embedded target, end to end over software iWARP on loopback: a test
+// initiator (iser_test_initiator.h) logs in over Sends, reads and writes through
+// registered buffers; a plain iSCSI/TCP session shares the same port; hostile peers
+// lose their connection while the target keeps serving.
+#include <cstring>
+#include <future>
+#include <string>
+#include <thread>
+
+#include "gtest/gtest.h"
+#include "iser/base/event_loop.h"
+#include "iser/scsi/scsi_device.h"
+#include "iser/target/target.h"
+#include "iser/transport/iser/iser_portal.h"
+#include "tests/iser/scsi/memory_block_store.h"
+#include "tests/iser/target/raw_initiator.h"
+#include "tests/iser/transport/iser/iser_test_initiator.h"
+
+namespace iser::iser_transport {
+namespace {
+
+using pdu::Opcode;
+using testing::IserMessage;
+using testing::IserTestInitiator;
+
+constexpr char kIqn[] = "iqn.2026-11.org.iser-csi:iser-e2e";
+
+std::vector<uint8_t> Rw10(uint8_t op, uint32_t lba, uint16_t blocks) {
+  return {op, 0, static_cast<uint8_t>(lba >> 24), static_cast<uint8_t>(lba >> 16),
+          static_cast<uint8_t>(lba >> 8), static_cast<uint8_t>(lba), 0,
+          static_cast<uint8_t>(blocks >> 8), static_cast<uint8_t>(blocks), 0};
+}
+
+class IserTargetTest : public ::testing::Test {
+ protected:
+  void StartTarget(PortalTransport transport = PortalTransport::kAny) {
+    auto loop = EventLoop::Create();
+    ASSERT_TRUE(loop.ok());
+    loop_ = std::move(*loop);
+    target::TargetOptions options;
+    options.nop_interval = absl::ZeroDuration();
+    target_ = std::make_unique<target::Target>(loop_.get(), options);
+    auto device = std::make_unique<scsi::Device>();
+    store_ = std::make_shared<scsi::testing::MemoryBlockStore>(8 << 20);
+    scsi::LogicalUnitConfig lc;
+    lc.serial = "iser0";
+    lc.naa_id = 0x1234567;
+    lc.target_name = kIqn;
+    ASSERT_TRUE(device->AddLogicalUnit(0, store_, lc).ok());
+    login::TargetNodeInfo info;
+    info.name = kIqn;
+    ASSERT_TRUE(target_->AddNode(info, std::move(device)).ok());
+    PortalOptions po;
+    po.transport = transport;
+    auto portal = Portal::Create(loop_.get(), target_.get(), "127.0.0.1:0", po);
+    ASSERT_TRUE(portal.ok()) << portal.status();
+    portal_ = std::move(*portal);
+    thread_ = std::thread([this] { loop_->Run(); });
+  }
+  void TearDown() override {
+    if (!loop_) return;
+    initiators_.clear();
+    loop_->Post([this] {
+      target_.reset();
+      portal_.reset();
+      loop_->Stop();
+    });
+    thread_.join();
+  }
+  IserTestInitiator* NewInitiator() {
+    initiators_.push_back(std::make_unique<IserTestInitiator>(loop_.get()));
+    return initiators_.back().get();
+  }
+  size_t ConnectionCount() {
+    std::promise<size_t> p;
+    loop_->Post([&] { p.set_value(target_->connection_count()); });
+    return p.get_future().get();
+  }
+
+  // WRITE(10) of `blocks` blocks from the initiator's buffer at `buf_off`, with
+  // `immediate` bytes as immediate data; the rest solicited (RDMA Read).
+  std::optional<IserMessage> Write(IserTestInitiator* ini, uint32_t lba, uint16_t blocks,
+                                   size_t buf_off, size_t immediate, uint32_t* stag_out) {
+    uint32_t len = blocks * 512u;
+    IserHeader h;
+    h.write_valid = true;
+    h.write_stag = ini->NewStag();
+    h.write_base = ini->base() + buf_off;
+    if (stag_out) *stag_out = h.write_stag;
+    std::string imm(reinterpret_cast<const char*>(ini->buf() + buf_off), immediate);
+    ini->SendCommand(h, Rw10(0x2a, lba, blocks), len, false, true, imm);
+    return ini->Receive();
+  }
+  // Logs in and takes the power-on unit attention with TEST UNIT READY.
+  void LoginReady(IserTestInitiator* ini, uint64_t isid = 0x23d000000002ULL) {
+    ASSERT_TRUE(ini->Login(kIqn, isid));
+    ini->SendCommand(IserHeader::Control(), {0, 0, 0, 0, 0, 0}, 0, false, false);
+    auto r = ini->Receive();
+    ASSERT_TRUE(r.has_value());
+    ASSERT_EQ(r->bhs.opcode(), Opcode::kScsiResponse);
+  }
+
+  std::optional<IserMessage> Read(IserTestInitiator* ini, uint32_t lba, uint16_t blocks,
+                                  size_t buf_off, uint32_t* stag_out) {
+    IserHeader h;
+    h.read_valid = true;
+    h.read_stag = ini->NewStag();
+    h.read_base = ini->base() + buf_off;
+    if (stag_out) *stag_out = h.read_stag;
+    ini->SendCommand(h, Rw10(0x28, lba, blocks), blocks * 512u, true, false);
+    return ini->Receive();
+  }
+
+  std::unique_ptr<EventLoop> loop_;
+  std::unique_ptr<target::Target> target_;
+  std::unique_ptr<Portal> portal_;
+  std::shared_ptr<scsi::testing::MemoryBlockStore> store_;
+  std::thread thread_;
+  std::vector<std::unique_ptr<IserTestInitiator>> initiators_;
+};
+
+void ExpectGood(const std::optional<IserMessage>& m) {
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->bhs.opcode(), Opcode::kScsiResponse);
+  EXPECT_EQ(m->bhs.byte(3), 0) << "SCSI status";
+  EXPECT_EQ(m->bhs.byte(2), 0) << "response";
+}
+
+void ExpectNoDataPdus(IserTestInitiator* ini) {
+  for (Opcode op : ini->opcodes_seen()) {
+    EXPECT_NE(op, Opcode::kDataIn);
+    EXPECT_NE(op, Opcode::kR2t);
+  }
+}
+
+TEST_F(IserTargetTest, LoginOverSendsNegotiatesRdmaExtensions) {
+  StartTarget();
+  IserTestInitiator* ini = NewInitiator();
+  ASSERT_TRUE(ini->Connect(portal_->port()));
+  ASSERT_GE(ini->accept_private_data().size(), 4u);
+  EXPECT_EQ(ini->accept_private_data()[0] & kIserCmZbvaNotSupported, kIserCmZbvaNotSupported);
+  EXPECT_EQ(ini->accept_private_data()[0] & kIserCmSendWithInvNotSupported, 0);
+  LoginReady(ini);
+  EXPECT_NE(ini->login_text().find(std::string("RDMAExtensions=Yes")), std::string::npos)
+      << ini->login_text();
+  EXPECT_EQ(portal_->iser_accepted(), 1u);
+}
+
+TEST_F(IserTargetTest, WriteByRdmaReadThenReadByRdmaWrite) {
+  StartTarget();
+  IserTestInitiator* ini = NewInitiator();
+  ASSERT_TRUE(ini->Connect(portal_->port()));
+  LoginReady(ini);
+  constexpr uint16_t kBlocks = 1024;  // 512 KiB: two 256 KiB bursts, both RDMA Reads
+  for (size_t i = 0; i < kBlocks * 512u; ++i) ini->buf()[i] = static_cast<uint8_t>(i * 7 + 3);
+  uint32_t wstag = 0;
+  auto w = Write(ini, 16, kBlocks, 0, 0, &wstag);
+  ExpectGood(w);
+  EXPECT_TRUE(w->with_invalidate);
+  EXPECT_EQ(w->invalidated_rkey, wstag);
+  EXPECT_FALSE(ini->StagValid(wstag));
+  // The store has the bytes.
+  std::vector<uint8_t> stored(kBlocks * 512u);
+  std::memcpy(stored.data(), store_->data().data() + 16 * 512, stored.size());
+  EXPECT_EQ(0, std::memcmp(stored.data(), ini->buf(), stored.size()));
+
+  uint32_t rstag = 0;
+  auto r = Read(ini, 16, kBlocks, 1 << 20, &rstag);
+  ExpectGood(r);
+  EXPECT_TRUE(r->with_invalidate);
+  EXPECT_EQ(r->invalidated_rkey, rstag);
+  EXPECT_EQ(0, std::memcmp(ini->buf() + (1 << 20), ini->buf(), kBlocks * 512u));
+  ExpectNoDataPdus(ini);
+}
+
+TEST_F(IserTargetTest, ImmediateUnsolicitedAndSolicitedWriteData) {
+  StartTarget();
+  IserTestInitiator* ini = NewInitiator();
+  ASSERT_TRUE(ini->Connect(portal_->port()));
+  LoginReady(ini);
+  constexpr uint16_t kBlocks = 256;  // 128 KiB
+  constexpr uint32_t kLen = kBlocks * 512u;
+  for (size_t i = 0; i < kLen; ++i) ini->buf()[i] = static_cast<uint8_t>(i * 13 + 1);
+  // 8 KiB immediate, then unsolicited Data-Out Sends up to FirstBurstLength (64 KiB),
+  // the rest solicited by RDMA Read from the Write STag (base covers all the data:
+  // TaggedBufferForSolicitedDataOnly=No).
+  IserHeader h;
+  h.write_valid = true;
+  h.write_stag = ini->NewStag();
+  h.write_base = ini->base();
+  std::string imm(reinterpret_cast<const char*>(ini->buf()), 8192);
+  uint32_t itt = ini->SendCommand(h, Rw10(0x2a, 100, kBlocks), kLen, false, true, imm,
+                                  /*final_bit=*/false);
+  for (uint32_t off = 8192, sn = 0; off < 65536; off += 8192, ++sn) {
+    ini->SendDataOut(itt, sn, off,
+                     std::string(reinterpret_cast<const char*>(ini->buf() + off), 8192),
+                     off + 8192 == 65536);
+  }
+  auto rsp = ini->Receive();
+  ExpectGood(rsp);
+  EXPECT_EQ(0, std::memcmp(store_->data().data() + 100 * 512, ini->buf(), kLen));
+  ExpectNoDataPdus(ini);
+}
+
+TEST_F(IserTargetTest, SendWithInvalidateNotUsedWhenPeerForbidsIt) {
+  StartTarget();
+  IserTestInitiator* ini = NewInitiator();
+  ASSERT_TRUE(ini->Connect(portal_->port(),
+                           kIserCmZbvaNotSupported | kIserCmSendWithInvNotSupported));
+  EXPECT_NE(ini->accept_private_data()[0] & kIserCmSendWithInvNotSupported, 0);
+  LoginReady(ini);
+  uint32_t rstag = 0;
+  auto r = Read(ini, 0, 8, 0, &rstag);
+  ExpectGood(r);
+  EXPECT_FALSE(r->with_invalidate);
+  EXPECT_TRUE(ini->StagValid(rstag));
+}
+
+TEST_F(IserTargetTest, TcpAndIserSessionsShareOnePort) {
+  StartTarget();
+  IserTestInitiator* ini = NewInitiator();
+  ASSERT_TRUE(ini->Connect(portal_->port()));
+  LoginReady(ini, 0x23d000000010ULL);
+  target::testing::RawInitiator tcp(portal_->port());
+  ASSERT_TRUE(tcp.connected());
+  ASSERT_TRUE(tcp.Login(kIqn, 0x23d000000011ULL));
+  tcp.SendCommand({0, 0, 0, 0, 0, 0}, 0, false, false);
+  ASSERT_TRUE(tcp.Receive().has_value());  // the unit attention
+  EXPECT_EQ(portal_->tcp_accepted(), 1u);
+  EXPECT_EQ(portal_->iser_accepted(), 1u);
+
+  // iSER writes, TCP reads the same blocks back as Data-In PDUs, interleaved.
+  for (size_t i = 0; i < 4096; ++i) ini->buf()[i] = static_cast<uint8_t>(0xA5 ^ i);
+  ExpectGood(Write(ini, 40, 8, 0, 0, nullptr));
+  uint32_t itt = tcp.SendCommand(Rw10(0x28, 40, 8), 4096, true, false);
+  std::string got;
+  for (;;) {
+    auto p = tcp.Receive();
+    ASSERT_TRUE(p.has_value());
+    ASSERT_EQ(p->bhs.itt(), itt);
+    if (p->bhs.opcode() == Opcode::kDataIn) got.append(p->data.begin(), p->data.end());
+    if (p->bhs.opcode() == Opcode::kScsiResponse ||
+        (p->bhs.opcode() == Opcode::kDataIn && (p->bhs.flags() & pdu::kDataInFlagStatus)))
+      break;
+  }
+  ASSERT_EQ(got.size(), 4096u);
+  EXPECT_EQ(0, std::memcmp(got.data(), ini->buf(), 4096));
+  auto r = Read(ini, 40, 8, 8192, nullptr);
+  ExpectGood(r);
+  EXPECT_EQ(0, std::memcmp(ini->buf() + 8192, ini->buf(), 4096));
+  EXPECT_EQ(ConnectionCount(), 2u);
+}
+
+TEST_F(IserTargetTest, PortalRestrictedToOneTransport) {
+  StartTarget(PortalTransport::kIser);
+  target::testing::RawInitiator tcp(portal_->port());
+  ASSERT_TRUE(tcp.connected());
+  EXPECT_FALSE(tcp.Login(kIqn));
+  IserTestInitiator* ini = NewInitiator();
+  ASSERT_TRUE(ini->Connect(portal_->port()));
+  LoginReady(ini);
+  EXPECT_EQ(portal_->tcp_accepted(), 0u);
+}
+
+TEST_F(IserTargetTest, TcpOnlyPortalRefusesIser) {
+  StartTarget(PortalTransport::kTcp);
+  IserTestInitiator* ini = NewInitiator();
+  EXPECT_FALSE(ini->Connect(portal_->port()));
+  target::testing::RawInitiator tcp(portal_->port());
+  ASSERT_TRUE(tcp.Login(kIqn));
+}
+
+TEST_F(IserTargetTest, BogusReadStagClosesOnlyThatConnection) {
+  StartTarget();
+  IserTestInitiator* bad = NewInitiator();
+  ASSERT_TRUE(bad->Connect(portal_->port()));
+  LoginReady(bad, 0x23d000000020ULL);
+  IserHeader h;
+  h.read_valid = true;
+  h.read_stag = 0xdead0001;  // names no region of the initiator
+  h.read_base = bad->base();
+  bad->SendCommand(h, Rw10(0x28, 0, 8), 4096, true, false);
+  EXPECT_TRUE(bad->WaitClosed());
+
+  IserTestInitiator* good = NewInitiator();
+  ASSERT_TRUE(good->Connect(portal_->port()));
+  LoginReady(good, 0x23d000000021ULL);
+  ExpectGood(Read(good, 0, 8, 0, nullptr));
+}
+
+TEST_F(IserTargetTest, OutOfBoundsWriteStagClosesTheConnection) {
+  StartTarget();
+  IserTestInitiator* bad = NewInitiator();
+  ASSERT_TRUE(bad->Connect(portal_->port()));
+  LoginReady(bad);
+  IserHeader h;
+  h.write_valid = true;
+  h.write_stag = bad->NewStag();
+  h.write_base = bad->base() + IserTestInitiator::kBufSize - 512;  // runs off the end
+  bad->SendCommand(h, Rw10(0x2a, 0, 8), 4096, false, true);
+  EXPECT_TRUE(bad->WaitClosed());
+}
+
+TEST_F(IserTargetTest, ReadWithoutReadStagClosesTheConnection) {
+  StartTarget();
+  IserTestInitiator* bad = NewInitiator();
+  ASSERT_TRUE(bad->Connect(portal_->port()));
+  LoginReady(bad);
+  bad->SendCommand(IserHeader::Control(), Rw10(0x28, 0, 8), 4096, true, false);
+  EXPECT_TRUE(bad->WaitClosed());
+}
+
+TEST_F(IserTargetTest, GarbageSendClosesTheConnection) {
+  StartTarget();
+  IserTestInitiator* bad = NewInitiator();
+  ASSERT_TRUE(bad->Connect(portal_->port()));
+  bad->SendRaw(std::vector<uint8_t>(20, 0x55));  // shorter than an iSER header
+  EXPECT_TRUE(bad->WaitClosed());
+}
+
+}  // namespace
+}  // namespace iser::iser_transport

@@ -1,0 +1,202 @@
+// SCSI commands: the CmdSN window, immediate/unsolicited data, Data-In, R2T, responses.
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "iser/base/logging.h"
+#include "iser/initiator/session.h"
+
+namespace iser::initiator {
+
+using pdu::Bhs;
+using pdu::Opcode;
+
+void Session::Submit(ScsiCommand command, ScsiCallback done) {
+  if (phase_ == Phase::kClosed || (fail_fast_ && phase_ != Phase::kFullFeature)) {
+    done(absl::UnavailableError(absl::StrCat("I/O error: session to ", config_.portal,
+                                             " is not connected")));
+    return;
+  }
+  if (!command.read.empty() && !command.write.empty()) {
+    done(absl::InvalidArgumentError("bidirectional commands are not supported"));
+    return;
+  }
+  auto task = std::make_unique<Task>();
+  task->itt = NextItt();
+  task->order = next_order_++;
+  task->command = command;
+  task->done = std::move(done);
+  Task* raw = task.get();
+  tasks_.emplace(raw->itt, std::move(task));
+  pending_.push_back(raw);
+  Pump();
+}
+
+void Session::Pump() {
+  while (phase_ == Phase::kFullFeature && !pending_.empty() &&
+         in_flight_ < config_.queue_depth && pdu::SnLessEq(cmd_sn_, max_cmd_sn_)) {
+    Task* t = pending_.front();
+    pending_.pop_front();
+    Issue(*t);
+  }
+}
+
+void Session::Issue(Task& task) {
+  const ScsiCommand& c = task.command;
+  bool reading = !c.read.empty();
+  bool writing = !c.write.empty();
+  uint32_t edtl = static_cast<uint32_t>(reading ? c.read.size() : c.write.size());
+  uint32_t immediate = 0;
+  uint32_t unsolicited_end = 0;
+  if (writing) {
+    if (params_.immediate_data) {
+      immediate = std::min({edtl, params_.first_burst_length, params_.target_max_recv_dsl});
+    }
+    unsolicited_end = params_.initial_r2t ? immediate : std::min(edtl, params_.first_burst_length);
+  }
+  uint8_t flags = static_cast<uint8_t>((unsolicited_end == immediate ? pdu::kFlagFinal : 0) |
+                                       (reading ? pdu::kCmdFlagRead : 0) |
+                                       (writing ? pdu::kCmdFlagWrite : 0) | 1 /* simple */);
+  OutgoingPdu p;
+  task.cmd_sn = cmd_sn_;
+  p.bhs = MakeRequest(Opcode::kScsiCommand, flags, false);
+  p.bhs.set_lun_field(pdu::EncodeLun(c.lun));
+  p.bhs.set_itt(task.itt);
+  p.bhs.set_u32(pdu::field::kEdtl, edtl);
+  std::memcpy(p.bhs.data() + pdu::field::kCdb, c.cdb.data(), c.cdb.size());
+  p.data = c.write.subspan(0, immediate);
+  task.io = TaskIo{};
+  task.io.itt = task.itt;
+  task.io.lun_field = p.bhs.lun_field();
+  task.io.read = c.read;
+  task.io.write = c.write;
+  task.issued = true;
+  task.aborting = false;
+  ++in_flight_;
+  transport_->SendCommand(std::move(p), task.io);
+  if (unsolicited_end > immediate) {
+    transport_->SendDataOut(task.io, pdu::kReservedTag, immediate, unsolicited_end - immediate,
+                            exp_stat_sn_);
+  }
+  absl::Duration timeout = c.timeout > absl::ZeroDuration() ? c.timeout : config_.command_timeout;
+  uint32_t itt = task.itt;
+  task.timer = After(timeout, [this, itt] { OnCommandTimeout(itt); });
+}
+
+void Session::Complete(uint32_t itt, absl::StatusOr<ScsiResult> result) {
+  auto it = tasks_.find(itt);
+  if (it == tasks_.end()) return;
+  std::unique_ptr<Task> task = std::move(it->second);
+  tasks_.erase(it);
+  CancelTimer(&task->timer);
+  if (task->issued) {
+    --in_flight_;
+    if (transport_) transport_->ReleaseTask(task->io);
+  } else {
+    auto p = std::find(pending_.begin(), pending_.end(), task.get());
+    if (p != pending_.end()) pending_.erase(p);
+  }
+  task->done(std::move(result));
+}
+
+std::span<uint8_t> Session::PlaceData(const Bhs& bhs) {
+  if (bhs.opcode() != Opcode::kDataIn) return {};
+  auto it = tasks_.find(bhs.itt());
+  if (it == tasks_.end() || !it->second->issued) return {};
+  std::span<uint8_t> buf = it->second->io.read;
+  uint64_t offset = bhs.u32(pdu::field::kBufferOffset);
+  uint64_t len = bhs.data_segment_length();
+  if (offset + len > buf.size()) return {};
+  return buf.subspan(offset, len);
+}
+
+void Session::HandleDataIn(pdu::ReceivedPdu& pdu) {
+  const Bhs& b = pdu.bhs;
+  auto it = tasks_.find(b.itt());
+  if (it == tasks_.end() || !it->second->issued) {
+    ISER_LOG(kDebug, "Data-In for unknown ITT 0x%x ignored", b.itt());
+    return;
+  }
+  if (b.data_segment_length() > 0 && !pdu.placed) {
+    return ProtocolError("Data-In outside the command's read buffer");
+  }
+  if (!(b.flags() & pdu::kDataInFlagStatus)) return;
+  AckStatSn(b);
+  ScsiResult r;
+  r.status = b.byte(3);
+  r.residual = b.u32(pdu::field::kResidual);
+  r.underflow = b.flags() & pdu::kRspFlagUnderflow;
+  r.overflow = b.flags() & pdu::kRspFlagOverflow;
+  Complete(b.itt(), std::move(r));
+}
+
+void Session::HandleScsiResponse(pdu::ReceivedPdu& pdu) {
+  const Bhs& b = pdu.bhs;
+  AckStatSn(b);
+  auto it = tasks_.find(b.itt());
+  if (it == tasks_.end() || !it->second->issued) return;
+  if (b.byte(2) != 0) {
+    Complete(b.itt(), absl::InternalError(absl::StrCat("target failure (iSCSI response ",
+                                                       b.byte(2), ")")));
+    return;
+  }
+  ScsiResult r;
+  r.status = b.byte(3);
+  r.residual = b.u32(pdu::field::kResidual);
+  r.underflow = b.flags() & pdu::kRspFlagUnderflow;
+  r.overflow = b.flags() & pdu::kRspFlagOverflow;
+  if (pdu.data.size() >= 2) {
+    size_t len = std::min<size_t>((size_t{pdu.data[0]} << 8) | pdu.data[1], pdu.data.size() - 2);
+    r.sense.assign(pdu.data.begin() + 2, pdu.data.begin() + 2 + len);
+  }
+  Complete(b.itt(), std::move(r));
+}
+
+void Session::HandleR2t(const Bhs& b) {
+  auto it = tasks_.find(b.itt());
+  if (it == tasks_.end() || !it->second->issued) return;
+  Task& t = *it->second;
+  uint64_t offset = b.u32(pdu::field::kBufferOffset);
+  uint64_t len = b.u32(pdu::field::kDesiredLength);
+  if (len == 0 || offset + len > t.io.write.size()) {
+    return ProtocolError(absl::StrCat("R2T for [", offset, ", +", len, ") beyond a write of ",
+                                      t.io.write.size(), " bytes"));
+  }
+  transport_->SendDataOut(t.io, b.ttt(), static_cast<uint32_t>(offset),
+                          static_cast<uint32_t>(len), exp_stat_sn_);
+}
+
+void Session::OnCommandTimeout(uint32_t itt) {
+  auto it = tasks_.find(itt);
+  if (it == tasks_.end()) return;
+  Task& t = *it->second;
+  t.timer = 0;
+  if (phase_ != Phase::kFullFeature || !t.issued || t.aborting) return;
+  t.aborting = true;
+  ISER_LOG(kWarning, "session %s: command ITT 0x%x timed out; ABORT TASK", config_.target_name,
+           itt);
+  TaskManagement(pdu::TmfFunction::kAbortTask, t.command.lun, itt,
+                 [this, itt](absl::StatusOr<pdu::TmfResponse> r) {
+                   // Without an answer the connection is being recovered: the command will
+                   // be reissued. With one, the target no longer has it.
+                   if (!r.ok()) return;
+                   Complete(itt, absl::DeadlineExceededError("command timed out and was aborted"));
+                 });
+}
+
+void Session::RequeueIssued() {
+  std::vector<Task*> all;
+  for (auto& [itt, task] : tasks_) {
+    Task& t = *task;
+    CancelTimer(&t.timer);
+    t.issued = false;
+    t.aborting = false;
+    t.io.transport_private = nullptr;
+    all.push_back(&t);
+  }
+  std::sort(all.begin(), all.end(), [](Task* a, Task* b) { return a->order < b->order; });
+  pending_.assign(all.begin(), all.end());
+  in_flight_ = 0;
+}
+
+}  // namespace iser::initiator

@@ -1,0 +1,95 @@
+// iSCSI over TCP for the initiator: the InitiatorTransport for a TCP socket.
+//
+// Receive: a staging buffer feeds the resumable PduReader; Data-In segments are placed
+// straight into the command's read buffer (the session's PlaceData) and large ones are
+// recv()'d there directly. Send: a FIFO of PDUs written with writev; Data-Out payload is
+// referenced in the caller's write buffer, never copied; digests are added here.
+#ifndef ISER_TRANSPORT_TCP_TCP_INITIATOR_CONNECTION_H_
+#define ISER_TRANSPORT_TCP_TCP_INITIATOR_CONNECTION_H_
+
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "iser/base/event_loop.h"
+#include "iser/base/unique_fd.h"
+#include "iser/initiator/initiator_transport.h"
+#include "iser/pdu/pdu_reader.h"
+
+namespace iser::transport {
+
+class TcpInitiatorConnection final : public initiator::InitiatorTransport {
+ public:
+  // Connects to `portal` without blocking the loop; `done` runs on the loop thread once.
+  static void Connect(EventLoop* loop, const std::string& portal, absl::Duration timeout,
+                      initiator::TransportConnectCallback done);
+
+  TcpInitiatorConnection(EventLoop* loop, UniqueFd fd, std::string peer);
+  ~TcpInitiatorConnection() override;
+
+  initiator::InitiatorTransportKind kind() const override {
+    return initiator::InitiatorTransportKind::kTcp;
+  }
+  std::string peer_address() const override { return peer_; }
+  void SetEvents(initiator::InitiatorTransportEvents* events) override;
+  void ApplyParams(const login::OperationalParams& params) override;
+  void SendPdu(initiator::OutgoingPdu pdu) override;
+  void SendCommand(initiator::OutgoingPdu cmd, initiator::TaskIo& io) override;
+  void SendDataOut(initiator::TaskIo& io, uint32_t ttt, uint32_t offset, uint32_t length,
+                   uint32_t exp_stat_sn) override;
+  void Abort(const absl::Status& why) override;
+
+  uint64_t bytes_received() const { return bytes_received_; }
+  uint64_t bytes_sent() const { return bytes_sent_; }
+
+ private:
+  struct Wire {
+    initiator::OutgoingPdu pdu;
+    uint8_t header_digest[4];
+    bool has_header_digest = false;
+    uint8_t trailer[8];  // pad (0-3) + data digest (4)
+    size_t trailer_len = 0;
+    size_t total = 0;
+  };
+
+  void OnEvents(uint32_t events);
+  void HandleReadable();
+  bool FeedStaging();
+  void Deliver();
+  void ScheduleFlush();
+  void Flush();
+  void Fail(const absl::Status& why);
+
+  EventLoop* loop_;
+  UniqueFd fd_;
+  std::string peer_;
+  initiator::InitiatorTransportEvents* events_ = nullptr;
+  bool watching_ = false;
+
+  pdu::PduReader reader_;
+  std::vector<uint8_t> staging_;
+  size_t staging_begin_ = 0;
+  size_t staging_end_ = 0;
+
+  bool header_digest_ = false;
+  bool data_digest_ = false;
+  uint32_t max_send_segment_ = 8192;
+
+  std::deque<Wire> send_queue_;
+  size_t front_sent_ = 0;
+  bool flush_scheduled_ = false;
+  bool want_writable_ = false;
+  bool closed_ = false;
+  std::shared_ptr<int> life_ = std::make_shared<int>(0);
+
+  uint64_t bytes_received_ = 0;
+  uint64_t bytes_sent_ = 0;
+};
+
+// The TransportFactory for SessionConfig::transport_factory.
+initiator::TransportFactory TcpTransportFactory();
+
+}  // namespace iser::transport
+
+#endif  // ISER_TRANSPORT_TCP_TCP_INITIATOR_CONNECTION_H_

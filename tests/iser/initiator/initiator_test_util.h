@@ -1,0 +1,134 @@
+// An in-process iser::target::Target on its own loop thread, with an in-memory LUN 0,
+// for the initiator tests.
+#ifndef TESTS_ISER_INITIATOR_INITIATOR_TEST_UTIL_H_
+#define TESTS_ISER_INITIATOR_INITIATOR_TEST_UTIL_H_
+
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "gtest/gtest.h"
+#include "iser/base/event_loop.h"
+#include "iser/initiator/session_config.h"
+#include "iser/scsi/scsi_device.h"
+#include "iser/target/target.h"
+#include "iser/transport/tcp/tcp_connection.h"
+#include "iser/transport/tcp/tcp_initiator_connection.h"
+#include "iser/transport/tcp/tcp_listener.h"
+#include "tests/iser/scsi/memory_block_store.h"
+
+namespace iser::initiator::testing {
+
+inline constexpr char kIqn[] = "iqn.2026-11.org.iser-csi:init-test";
+inline constexpr char kInitiatorIqn[] = "iqn.2026-11.org.iser-csi:node-a";
+inline constexpr uint64_t kLunBytes = 32 << 20;
+
+struct TargetSetup {
+  login::ChapCredentials chap;
+  login::ChapCredentials mutual_chap;
+  target::TargetOptions options = DefaultOptions();
+  static target::TargetOptions DefaultOptions() {
+    target::TargetOptions o;
+    o.nop_interval = absl::ZeroDuration();
+    return o;
+  }
+};
+
+class InProcessTarget {
+ public:
+  explicit InProcessTarget(TargetSetup setup = {}) : setup_(std::move(setup)) {
+    auto loop = EventLoop::Create();
+    EXPECT_TRUE(loop.ok());
+    loop_ = std::move(*loop);
+    target_ = std::make_unique<target::Target>(loop_.get(), setup_.options);
+    auto device = std::make_unique<scsi::Device>();
+    store_ = std::make_shared<scsi::testing::MemoryBlockStore>(kLunBytes);
+    scsi::LogicalUnitConfig lc;
+    lc.serial = "init0";
+    lc.naa_id = 0x654321;
+    lc.target_name = kIqn;
+    EXPECT_TRUE(device->AddLogicalUnit(0, store_, lc).ok());
+    login::TargetNodeInfo info;
+    info.name = kIqn;
+    info.chap = setup_.chap;
+    info.mutual_chap = setup_.mutual_chap;
+    EXPECT_TRUE(target_->AddNode(info, std::move(device)).ok());
+    Listen("127.0.0.1:0");
+    thread_ = std::thread([this] { loop_->Run(); });
+  }
+  ~InProcessTarget() {
+    Run([this] {
+      listener_.reset();
+      target_.reset();
+    });
+    loop_->Post([this] { loop_->Stop(); });
+    thread_.join();
+  }
+
+  // Runs `fn` on the target's loop thread and waits.
+  void Run(std::function<void()> fn) {
+    std::promise<void> p;
+    loop_->Post([&] {
+      fn();
+      p.set_value();
+    });
+    p.get_future().get();
+  }
+
+  // Kills every connection (the network failed, or the target restarted).
+  void DropConnections() { Run([this] { target_->CloseAllConnections(); }); }
+  // Stops listening (the portal goes away) / listens again on the same port.
+  void StopListening() { Run([this] { listener_.reset(); }); }
+  void Relisten() { Run([this] { Listen(portal_); }); }
+
+  std::string portal() const { return portal_; }
+  SessionConfig Config() const {
+    SessionConfig c;
+    c.portal = portal_;
+    c.initiator_name = kInitiatorIqn;
+    c.target_name = kIqn;
+    c.transport_factory = transport::TcpTransportFactory();
+    return c;
+  }
+  scsi::testing::MemoryBlockStore& store() { return *store_; }
+  target::Target& target() { return *target_; }
+  EventLoop* loop() { return loop_.get(); }
+
+ private:
+  void Listen(const std::string& address) {
+    auto listener = transport::TcpListener::Create(
+        loop_.get(), address, [this](UniqueFd fd, std::string peer, std::string local) {
+          target_->AddConnection(std::make_unique<transport::TcpConnection>(
+              loop_.get(), std::move(fd), std::move(peer), std::move(local)));
+        });
+    ASSERT_TRUE(listener.ok()) << listener.status();
+    listener_ = std::move(*listener);
+    portal_ = listener_->address();
+  }
+
+  TargetSetup setup_;
+  std::unique_ptr<EventLoop> loop_;
+  std::unique_ptr<target::Target> target_;
+  std::shared_ptr<scsi::testing::MemoryBlockStore> store_;
+  std::unique_ptr<transport::TcpListener> listener_;
+  std::string portal_;
+  std::thread thread_;
+};
+
+// Deterministic test pattern for (lba, generation).
+inline std::vector<uint8_t> Pattern(size_t bytes, uint64_t seed) {
+  std::vector<uint8_t> v(bytes);
+  uint64_t x = seed * 0x9e3779b97f4a7c15ULL + 1;
+  for (size_t i = 0; i < bytes; ++i) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    v[i] = static_cast<uint8_t>(x);
+  }
+  return v;
+}
+
+}  // namespace iser::initiator::testing
+
+#endif  // TESTS_ISER_INITIATOR_INITIATOR_TEST_UTIL_H_

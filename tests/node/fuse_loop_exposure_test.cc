@@ -300,6 +300,21 @@ TEST_F(FuseLoopTest, AsyncBackendGetsQueueDepthAndErrorsPropagate) {
   // the backend even with a handful of FUSE threads.
   EXPECT_GE(backend.max_outstanding.load(), 8) << "queue depth did not reach the backend";
 
+  // Discard on a backend that does not promise zeroes: Discard, then zeroes written
+  // (from a FUSE worker; the completion thread must never block).
+  {
+    UniqueFd fd(::open(dev->device_path().c_str(), O_RDWR | O_DIRECT | O_CLOEXEC));
+    ASSERT_TRUE(fd);
+    uint64_t range[2] = {4 << 20, 2 << 20};
+    uint64_t discards = memory->discards();
+    ASSERT_EQ(::ioctl(fd.get(), BLKDISCARD, range), 0) << std::strerror(errno);
+    EXPECT_GT(memory->discards(), discards);
+    AlignedBuffer zero(2 << 20);
+    ASSERT_EQ(::pread(fd.get(), zero.p, zero.size, 4 << 20), static_cast<ssize_t>(zero.size));
+    EXPECT_EQ(std::vector<uint8_t>(zero.p, zero.p + zero.size),
+              std::vector<uint8_t>(zero.size, 0));
+  }
+
   backend.fail_reads = true;
   UniqueFd fd(::open(dev->device_path().c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC));
   ASSERT_TRUE(fd);
@@ -323,6 +338,26 @@ TEST_F(FuseLoopTest, DestructorTearsDownWithoutDetach) {
     ASSERT_NE(dev, nullptr);
     h = dev->handles();
   }
+  ExpectNothingLeft(h);
+}
+
+TEST_F(FuseLoopTest, ReadOnly) {
+  auto backend = NewBackend(16 << 20, 4096);
+  auto dev = exposure_.ExposeFuseLoop(*backend, {.name = "ro", .read_only = true});
+  ASSERT_TRUE(dev.ok()) << dev.status();
+  CommandResult ro = RunCommand("blockdev --getro " + (*dev)->device_path());
+  EXPECT_EQ(ro.output, "1\n");
+  AlignedBuffer buf(4096);
+  std::memset(buf.p, 1, 4096);
+  UniqueFd fd(::open((*dev)->device_path().c_str(), O_RDWR | O_DIRECT | O_CLOEXEC));
+  if (fd) EXPECT_LT(::pwrite(fd.get(), buf.p, 4096, 0), 0) << "wrote to a read-only device";
+  EXPECT_EQ(backend->writes(), 0u);
+  fd.Reset(::open((*dev)->device_path().c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC));
+  ASSERT_TRUE(fd);
+  EXPECT_EQ(::pread(fd.get(), buf.p, 4096, 0), 4096);
+  fd.Reset();
+  FuseLoopHandles h = (*dev)->handles();
+  ASSERT_TRUE((*dev)->Detach().ok());
   ExpectNothingLeft(h);
 }
 

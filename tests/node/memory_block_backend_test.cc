@@ -1,9 +1,12 @@
 #include "node/exposure/memory_block_backend.h"
 
+#include <chrono>
+#include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "node/exposure/exposure.h"
+#include "tests/node/mock_exposure.h"
 
 namespace iser::node {
 namespace {
@@ -38,6 +41,21 @@ TEST(ExposureTest, StatusToErrno) {
   EXPECT_EQ(StatusToErrno(absl::OkStatus()), 0);
   EXPECT_EQ(StatusToErrno(absl::UnavailableError("x")), EIO);
   EXPECT_EQ(StatusToErrno(absl::OutOfRangeError("x")), EINVAL);
+}
+
+TEST(ExposureTest, WaitForCompletionWaitsForAnotherThread) {
+  MockBlockBackend backend;
+  std::thread worker;
+  EXPECT_CALL(backend, Flush).WillOnce([&](IoCompletion done) {
+    worker = std::thread([done = std::move(done)]() mutable {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      done(absl::DataLossError("lost"));
+    });
+  });
+  absl::Status s =
+      WaitForCompletion([&](IoCompletion done) { backend.Flush(std::move(done)); });
+  worker.join();
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
 }
 
 }  // namespace

@@ -144,7 +144,7 @@ class FuseLoopDeviceImpl : public FuseLoopDevice {
   std::unique_ptr<LoopDevice> loop_;
   BufferPool pool_;
   std::atomic<int64_t> in_flight_{0};
-  bool detached_ = false;
+  std::atomic<bool> detached_{false};
 };
 
 const fuse_lowlevel_ops* FuseLoopDeviceImpl::Ops() {
@@ -423,13 +423,22 @@ void FuseLoopDeviceImpl::OnFallocate(fuse_req_t req, fuse_ino_t ino, int mode, o
   }
   if (mode == (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)) {
     // Discard from the loop device (and write-zeroes without NOUNMAP): UNMAP.
-    self->in_flight_.fetch_add(1, std::memory_order_relaxed);
-    self->backend_.Discard(offset, length, [self, req, offset, length](absl::Status s) {
-      // PUNCH_HOLE promises zeroes; the loop driver relies on it for write-zeroes.
-      if (s.ok() && !self->backend_.discard_zeroes()) s = self->WriteZeroes(offset, length);
-      fuse_reply_err(req, StatusToErrno(s));
-      self->in_flight_.fetch_sub(1, std::memory_order_release);
+    if (self->backend_.discard_zeroes()) {
+      self->in_flight_.fetch_add(1, std::memory_order_relaxed);
+      self->backend_.Discard(offset, length, [self, req](absl::Status s) {
+        fuse_reply_err(req, StatusToErrno(s));
+        self->in_flight_.fetch_sub(1, std::memory_order_release);
+      });
+      return;
+    }
+    // PUNCH_HOLE promises zeroes and the loop driver relies on that for write-zeroes:
+    // discard, then write them. Done here on the FUSE worker (never in a completion,
+    // which may run on the backend's own loop thread and must not wait).
+    absl::Status s = WaitForCompletion([&](IoCompletion done) {
+      self->backend_.Discard(offset, length, std::move(done));
     });
+    if (s.ok()) s = self->WriteZeroes(offset, length);
+    fuse_reply_err(req, StatusToErrno(s));
     return;
   }
   if ((mode & ~FALLOC_FL_KEEP_SIZE) == FALLOC_FL_ZERO_RANGE) {

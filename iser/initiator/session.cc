@@ -26,7 +26,7 @@ Session::Session(EventLoop* loop, SessionConfig config)
 
 Session::~Session() {
   for (EventLoop::TimerId* t : {&login_timer_, &keepalive_timer_, &ping_timer_,
-                                &replacement_timer_, &reconnect_timer_}) {
+                                &replacement_timer_, &reconnect_timer_, &logout_deadline_timer_}) {
     CancelTimer(t);
   }
   CloseTransport(absl::AbortedError("session destroyed"));
@@ -182,6 +182,8 @@ void Session::EnterFullFeature(const Bhs& final_response) {
   cmd_sn_ = exp_cmd_sn_;
   transport_->ApplyParams(params_);
   phase_ = Phase::kFullFeature;
+  logout_requested_ = false;
+  logout_sent_ = false;
   CancelTimer(&replacement_timer_);
   backoff_ = config_.reconnect_backoff_initial;
   fail_fast_ = false;
@@ -263,6 +265,7 @@ void Session::BeginRecovery(const absl::Status& why) {
   CloseTransport(why);
   CancelTimer(&keepalive_timer_);
   CancelTimer(&ping_timer_);
+  CancelTimer(&logout_deadline_timer_);
   phase_ = Phase::kRecovering;
   FailControls(absl::UnavailableError("connection lost"));
   RequeueIssued();
@@ -323,6 +326,7 @@ void Session::Logout(StatusCallback done) {
     return;
   }
   phase_ = Phase::kLoggingOut;
+  CancelTimer(&logout_deadline_timer_);
   CancelTimer(&keepalive_timer_);
   CancelTimer(&ping_timer_);
   logout_done_ = std::move(done);

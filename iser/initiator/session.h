@@ -154,6 +154,9 @@ class Session final : public InitiatorTransportEvents {
   void FailControls(const absl::Status& why);
   void HandleNopIn(const pdu::Bhs& bhs);
   void HandleAsync(pdu::ReceivedPdu& pdu);
+  // The target asked for a logout: issue nothing new, let in-flight commands finish (or
+  // the target's deadline pass), log out, then reconnect and carry on (recovery).
+  void MaybeLogoutForTarget(bool force = false);
   void HandleReject(pdu::ReceivedPdu& pdu);
   void SendTextRequest(std::string text, uint32_t ttt, std::shared_ptr<std::string> accumulated,
                        absl::AnyInvocable<void(absl::StatusOr<std::string>)> done);
@@ -206,6 +209,9 @@ class Session final : public InitiatorTransportEvents {
   EventLoop::TimerId reconnect_timer_ = 0;
   absl::Duration backoff_;
   bool fail_fast_ = false;  // the replacement timeout passed while disconnected
+  bool logout_requested_ = false;  // Async event 1 on this connection
+  bool logout_sent_ = false;
+  EventLoop::TimerId logout_deadline_timer_ = 0;
   uint64_t reconnects_ = 0;
 };
 

@@ -251,21 +251,36 @@ void Session::HandleAsync(pdu::ReceivedPdu& pdu) {
       if (it != async_listeners_.end()) it->second({pdu.data.data() + 2, len});
       return;
     }
-    case 1: {  // the target asks us to log out: do, then log in again (recovery)
+    case 1: {  // the target asks us to log out within Parameter3 seconds
       ISER_LOG(kInfo, "session %s: target requested logout", config_.target_name);
-      OutgoingPdu p;
-      p.bhs = MakeRequest(Opcode::kLogoutRequest, pdu::kFlagFinal, true);
-      SendControl(std::move(p), [this](absl::StatusOr<pdu::ReceivedPdu>) {
-        if (phase_ == Phase::kFullFeature) {
-          BeginRecovery(absl::UnavailableError("logged out at the target's request"));
-        }
+      if (logout_requested_) return;
+      logout_requested_ = true;
+      absl::Duration deadline = absl::Seconds(std::max<int>(1, b.u16(42)));
+      logout_deadline_timer_ = After(deadline, [this] {
+        logout_deadline_timer_ = 0;
+        if (phase_ != Phase::kFullFeature || logout_sent_) return;
+        MaybeLogoutForTarget(/*force=*/true);  // what is left is reissued after the logout
       });
+      MaybeLogoutForTarget();
       return;
     }
     default:  // 2/3: the target will drop the connection/session; recovery follows
       ISER_LOG(kInfo, "session %s: async event %d", config_.target_name, event);
       return;
   }
+}
+
+void Session::MaybeLogoutForTarget(bool force) {
+  if (phase_ != Phase::kFullFeature || logout_sent_ || (in_flight_ > 0 && !force)) return;
+  logout_sent_ = true;
+  CancelTimer(&logout_deadline_timer_);
+  OutgoingPdu p;
+  p.bhs = MakeRequest(Opcode::kLogoutRequest, pdu::kFlagFinal, true);  // close the session
+  SendControl(std::move(p), [this](absl::StatusOr<pdu::ReceivedPdu>) {
+    if (phase_ == Phase::kFullFeature) {
+      BeginRecovery(absl::UnavailableError("logged out at the target's request"));
+    }
+  });
 }
 
 void Session::HandleReject(pdu::ReceivedPdu& pdu) {

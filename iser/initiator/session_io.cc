@@ -33,6 +33,7 @@ void Session::Submit(ScsiCommand command, ScsiCallback done) {
 }
 
 void Session::Pump() {
+  if (logout_requested_) return MaybeLogoutForTarget();
   while (phase_ == Phase::kFullFeature && !pending_.empty() &&
          in_flight_ < config_.queue_depth && pdu::SnLessEq(cmd_sn_, max_cmd_sn_)) {
     Task* t = pending_.front();
@@ -97,6 +98,7 @@ void Session::Complete(uint32_t itt, absl::StatusOr<ScsiResult> result) {
     if (p != pending_.end()) pending_.erase(p);
   }
   task->done(std::move(result));
+  if (logout_requested_) MaybeLogoutForTarget();
 }
 
 std::span<uint8_t> Session::PlaceData(const Bhs& bhs) {

@@ -41,19 +41,8 @@ class InProcessTarget {
     auto loop = EventLoop::Create();
     EXPECT_TRUE(loop.ok());
     loop_ = std::move(*loop);
-    target_ = std::make_unique<target::Target>(loop_.get(), setup_.options);
-    auto device = std::make_unique<scsi::Device>();
     store_ = std::make_shared<scsi::testing::MemoryBlockStore>(kLunBytes);
-    scsi::LogicalUnitConfig lc;
-    lc.serial = "init0";
-    lc.naa_id = 0x654321;
-    lc.target_name = kIqn;
-    EXPECT_TRUE(device->AddLogicalUnit(0, store_, lc).ok());
-    login::TargetNodeInfo info;
-    info.name = kIqn;
-    info.chap = setup_.chap;
-    info.mutual_chap = setup_.mutual_chap;
-    EXPECT_TRUE(target_->AddNode(info, std::move(device)).ok());
+    MakeTarget();
     Listen("127.0.0.1:0");
     thread_ = std::thread([this] { loop_->Run(); });
   }
@@ -65,6 +54,42 @@ class InProcessTarget {
     loop_->Post([this] { loop_->Stop(); });
     thread_.join();
   }
+
+  // A graceful restart on the same portal and store, as iser-target's SIGTERM + start:
+  // stop listening, drain (Async logout requests; in-flight commands finish), replace
+  // the Target, listen again after `down`.
+  void Restart(absl::Duration down = absl::Milliseconds(200)) {
+    std::promise<void> drained;
+    Run([&] {
+      listener_.reset();
+      target_->Drain(absl::Seconds(5), [&] { drained.set_value(); });
+    });
+    drained.get_future().get();
+    Run([this] { target_.reset(); });
+    absl::SleepFor(down);
+    Run([this] {
+      MakeTarget();
+      Listen(portal_);
+    });
+  }
+
+ private:
+  void MakeTarget() {
+    target_ = std::make_unique<target::Target>(loop_.get(), setup_.options);
+    auto device = std::make_unique<scsi::Device>();
+    scsi::LogicalUnitConfig lc;
+    lc.serial = "init0";
+    lc.naa_id = 0x654321;
+    lc.target_name = kIqn;
+    EXPECT_TRUE(device->AddLogicalUnit(0, store_, lc).ok());
+    login::TargetNodeInfo info;
+    info.name = kIqn;
+    info.chap = setup_.chap;
+    info.mutual_chap = setup_.mutual_chap;
+    EXPECT_TRUE(target_->AddNode(info, std::move(device)).ok());
+  }
+
+ public:
 
   // Runs `fn` on the target's loop thread and waits.
   void Run(std::function<void()> fn) {

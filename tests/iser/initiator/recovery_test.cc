@@ -84,6 +84,72 @@ TEST(InitiatorRecovery, TargetKillsConnectionsMidStream) {
   }
 }
 
+TEST(InitiatorRecovery, TargetRestartsMidStream) {
+  InProcessTarget target;
+  SessionConfig c = target.Config();
+  c.reconnect_backoff_initial = absl::Milliseconds(20);
+  c.reconnect_backoff_max = absl::Milliseconds(100);
+  auto ini = SyncInitiator::Connect(c);
+  ASSERT_TRUE(ini.ok()) << ini.status();
+  auto lun = (*ini)->OpenLun(0);
+  ASSERT_TRUE(lun.ok()) << lun.status();
+  WriteStream ws{ini->get(), *lun};
+  ws.Start();
+  while (ws.acked < ws.total / 3) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  target.Restart();
+  ASSERT_EQ(ws.finished.get_future().wait_for(std::chrono::seconds(60)),
+            std::future_status::ready);
+  uint64_t reconnects = 0;
+  (*ini)->RunOnLoop([&] { reconnects = (*ini)->session()->reconnects(); });
+  EXPECT_GE(reconnects, 1u);
+  for (int i = 0; i < ws.total; ++i) {
+    ASSERT_EQ(ws.completions[i], 1) << i;
+    ASSERT_TRUE(ws.status[i].ok()) << i << ": " << ws.status[i];
+    std::vector<uint8_t> back(ws.bytes);
+    ASSERT_TRUE((*ini)->Read(*lun, static_cast<uint64_t>(i) * (ws.bytes / 512), back).ok());
+    ASSERT_EQ(back, ws.data[i]) << i;
+  }
+}
+
+TEST(InitiatorRecovery, AnswersTargetPings) {
+  testing::TargetSetup setup;
+  setup.options.nop_interval = absl::Milliseconds(50);
+  setup.options.nop_timeout = absl::Milliseconds(300);
+  InProcessTarget target(setup);
+  SessionConfig c = target.Config();
+  c.nop_interval = absl::ZeroDuration();  // only the target pings
+  auto ini = SyncInitiator::Connect(c);
+  ASSERT_TRUE(ini.ok()) << ini.status();
+  auto lun = (*ini)->OpenLun(0);
+  ASSERT_TRUE(lun.ok()) << lun.status();
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  uint64_t reconnects = 0;
+  (*ini)->RunOnLoop([&] { reconnects = (*ini)->session()->reconnects(); });
+  EXPECT_EQ(reconnects, 0u);  // had we not answered, the target would have dropped us
+  std::vector<uint8_t> block(4096);
+  EXPECT_TRUE((*ini)->Read(*lun, 0, block).ok());
+}
+
+TEST(InitiatorRecovery, UnansweredPingReconnects) {
+  InProcessTarget target;
+  SessionConfig c = target.Config();
+  c.nop_interval = absl::Milliseconds(100);
+  c.nop_timeout = absl::Milliseconds(200);
+  c.reconnect_backoff_initial = absl::Milliseconds(20);
+  auto ini = SyncInitiator::Connect(c);
+  ASSERT_TRUE(ini.ok()) << ini.status();
+  auto lun = (*ini)->OpenLun(0);
+  ASSERT_TRUE(lun.ok()) << lun.status();
+  // The target hangs (its loop is stuck) with the TCP connection still open.
+  target.loop()->Post([] { std::this_thread::sleep_for(std::chrono::milliseconds(800)); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+  uint64_t reconnects = 0;
+  (*ini)->RunOnLoop([&] { reconnects = (*ini)->session()->reconnects(); });
+  EXPECT_GE(reconnects, 1u);
+  std::vector<uint8_t> block(4096);
+  EXPECT_TRUE((*ini)->Read(*lun, 0, block).ok());
+}
+
 TEST(InitiatorRecovery, InitiatorSideDropMidStream) {
   InProcessTarget target;
   SessionConfig c = target.Config();
@@ -173,7 +239,7 @@ TEST(InitiatorRecovery, ReplacementTimeoutFailsOutstandingWithIoError) {
   EXPECT_EQ(calls, 1);
 }
 
-TEST(InitiatorRecovery, NopTimeoutDetectsDeadTarget) {
+TEST(InitiatorRecovery, IdlePingsAnsweredNoReconnect) {
   InProcessTarget target;
   SessionConfig c = target.Config();
   c.nop_interval = absl::Milliseconds(100);

@@ -299,7 +299,11 @@ void TcpInitiatorConnection::Flush() {
       add(w.pdu.data.data(), w.pdu.data.size());
       add(w.trailer, w.trailer_len);
     }
-    ssize_t n = ::writev(fd_.get(), iov, n_iov);
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = static_cast<size_t>(n_iov);
+    // MSG_NOSIGNAL: a target that went away is an error to recover from, not a SIGPIPE.
+    ssize_t n = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -309,7 +313,7 @@ void TcpInitiatorConnection::Flush() {
         }
         return;
       }
-      return Fail(absl::UnavailableError(absl::StrCat("writev: ", std::strerror(errno))));
+      return Fail(absl::UnavailableError(absl::StrCat("sendmsg: ", std::strerror(errno))));
     }
     bytes_sent_ += static_cast<uint64_t>(n);
     size_t done = front_sent_ + static_cast<size_t>(n);

@@ -3,6 +3,8 @@
 #ifndef TESTS_ISER_INITIATOR_INITIATOR_TEST_UTIL_H_
 #define TESTS_ISER_INITIATOR_INITIATOR_TEST_UTIL_H_
 
+#include <signal.h>
+
 #include <future>
 #include <memory>
 #include <string>
@@ -38,6 +40,9 @@ struct TargetSetup {
 class InProcessTarget {
  public:
   explicit InProcessTarget(TargetSetup setup = {}) : setup_(std::move(setup)) {
+    // The target's transport writes with writev; a peer that vanished must not kill us
+    // (the iser-target daemon ignores SIGPIPE the same way).
+    ::signal(SIGPIPE, SIG_IGN);
     auto loop = EventLoop::Create();
     EXPECT_TRUE(loop.ok());
     loop_ = std::move(*loop);

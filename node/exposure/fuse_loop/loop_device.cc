@@ -60,6 +60,7 @@ absl::StatusOr<std::unique_ptr<LoopDevice>> LoopDevice::Attach(int backing_fd,
       return Errno("LOOP_CONFIGURE " + path);
     }
     auto dev = std::unique_ptr<LoopDevice>(new LoopDevice(std::move(fd), index));
+    dev->backing_file_ = ReadSysfs(index, "backing_file");
     if (options.direct_io && !dev->direct_io_active()) {
       // Older kernels ignore LO_FLAGS_DIRECT_IO in LOOP_CONFIGURE; ask explicitly.
       if (::ioctl(dev->fd(), LOOP_SET_DIRECT_IO, 1UL) != 0) {
@@ -102,10 +103,11 @@ absl::Status LoopDevice::Detach(int timeout_ms) {
   // With other openers the kernel only marks the device autoclear; the real teardown
   // happens on the last close, which is ours when nobody else has it open.
   fd_.Reset();
-  std::string backing = absl::StrFormat("/sys/block/loop%d/loop/backing_file", index_);
+  // Done when loopN is unbound, or bound to someone else's file (the index is free for
+  // reuse the moment the kernel lets go).
   for (int waited = 0; waited < timeout_ms; waited += 2) {
-    struct stat st;
-    if (::stat(backing.c_str(), &st) != 0) return absl::OkStatus();
+    std::string now = ReadSysfs(index_, "backing_file");
+    if (now.empty() || (!backing_file_.empty() && now != backing_file_)) return absl::OkStatus();
     ::usleep(2000);
   }
   return absl::DeadlineExceededError(path_ + " still bound to its backing file");

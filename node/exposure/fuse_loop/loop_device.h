@@ -53,6 +53,7 @@ class LoopDevice {
   UniqueFd fd_;
   int index_;
   std::string path_;
+  std::string backing_file_;  // as sysfs showed it after LOOP_CONFIGURE
 };
 
 }  // namespace iser::node

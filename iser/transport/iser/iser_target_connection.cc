@@ -109,7 +109,7 @@ void IserTargetConnection::SetEvents(target::TransportEvents* events) {
   absl::Status s =
       loop_->AddFd(comp_channel_->fd(), EPOLLIN, [this](uint32_t) { OnCqEvent(); });
   if (!s.ok()) {
-    Fail(s);
+    FailLater(s);
     return;
   }
   fd_registered_ = true;
@@ -121,7 +121,7 @@ void IserTargetConnection::ApplyParams(const login::OperationalParams& params) {
   max_outstanding_r2t_ = std::max<uint32_t>(1, params.max_outstanding_r2t);
   full_feature_ = true;
   if (!params.rdma_extensions)
-    Fail(absl::FailedPreconditionError("iSER connection logged in without RDMAExtensions=Yes"));
+    FailLater(absl::FailedPreconditionError("iSER connection logged in without RDMAExtensions=Yes"));
 }
 
 void IserTargetConnection::OnCqEvent() {
@@ -136,10 +136,10 @@ void IserTargetConnection::OnCqEvent() {
 
 void IserTargetConnection::DrainCq() {
   rdma::WorkCompletion wcs[32];
-  while (!closed_) {
+  while (!dead()) {
     int n = cq_->Poll(wcs);
     if (n <= 0) return;
-    for (int i = 0; i < n && !closed_; ++i) OnCompletion(wcs[i]);
+    for (int i = 0; i < n && !dead(); ++i) OnCompletion(wcs[i]);
   }
 }
 
@@ -176,10 +176,13 @@ void IserTargetConnection::OnRecv(Wr* wr, uint32_t len) {
     return;
   }
   if (hdr->opcode == IserOpcode::kHello) {
-    if (full_feature_) {
-      Fail(absl::InvalidArgumentError("iSER Hello in full feature phase"));
+    // Hello goes between the final Login Response and the first full-feature PDU
+    // (RFC 7145 sec 5.1.3), at most once.
+    if (!full_feature_ || hello_seen_ || ffp_pdus_ > 0) {
+      Fail(absl::InvalidArgumentError("iSER Hello outside the login-to-FFP transition"));
       return;
     }
+    hello_seen_ = true;
     SendHelloReply(*hdr);
     if (absl::Status s = PostRecv(wr); !s.ok()) Fail(s);
     return;
@@ -208,6 +211,7 @@ void IserTargetConnection::OnRecv(Wr* wr, uint32_t len) {
     return;
   }
   if (events_ == nullptr) return;
+  if (full_feature_) ++ffp_pdus_;
   if (absl::Status s = events_->CheckHeader(p.bhs); !s.ok()) {
     Fail(s);
     return;
@@ -253,7 +257,7 @@ void IserTargetConnection::SendHelloReply(const IserHeader& hello) {
   reply.ird_or_ord = std::min<uint16_t>(options_.ord, hello.ird_or_ord);
   auto lease = ctx_->pool->Get(kIserHeaderSize);
   if (!lease.ok()) {
-    Fail(lease.status());
+    FailLater(lease.status());
     return;
   }
   auto wr = std::make_unique<Wr>();
@@ -264,11 +268,11 @@ void IserTargetConnection::SendHelloReply(const IserHeader& hello) {
 }
 
 void IserTargetConnection::SendPdu(target::OutgoingPdu pdu) {
-  if (closed_) return;
+  if (dead()) return;
   size_t len = kIserHeaderSize + pdu::kBhsSize + pdu.data.size();
   auto lease = ctx_->pool->Get(len);
   if (!lease.ok()) {
-    Fail(lease.status());
+    FailLater(lease.status());
     return;
   }
   auto wr = std::make_unique<Wr>();
@@ -298,10 +302,10 @@ void IserTargetConnection::SendPdu(target::OutgoingPdu pdu) {
 }
 
 bool IserTargetConnection::QueueDataIn(target::Task& task, bool /*with_status*/) {
-  if (closed_) return false;
+  if (dead()) return false;
   auto it = stags_.find(task.itt);
   if (it == stags_.end() || !it->second.read_valid) {
-    Fail(absl::InvalidArgumentError(absl::StrFormat(
+    FailLater(absl::InvalidArgumentError(absl::StrFormat(
         "read command ITT 0x%08x without a Read STag in its iSER header", task.itt)));
     return false;
   }
@@ -312,7 +316,7 @@ bool IserTargetConnection::QueueDataIn(target::Task& task, bool /*with_status*/)
   wr->data = std::move(task.buffer);
   auto lkey = ctx_->pool->LocalKey(wr->data.data(), len);
   if (!lkey.ok()) {
-    Fail(lkey.status());
+    FailLater(lkey.status());
     return false;
   }
   wr->sge = {reinterpret_cast<uint64_t>(wr->data.data()), len, *lkey};
@@ -324,10 +328,10 @@ bool IserTargetConnection::QueueDataIn(target::Task& task, bool /*with_status*/)
 }
 
 void IserTargetConnection::GetDataOut(target::Task& task) {
-  if (closed_) return;
+  if (dead()) return;
   auto it = stags_.find(task.itt);
   if (it == stags_.end() || !it->second.write_valid) {
-    Fail(absl::InvalidArgumentError(absl::StrFormat(
+    FailLater(absl::InvalidArgumentError(absl::StrFormat(
         "write command ITT 0x%08x needs solicited data but has no Write STag", task.itt)));
     return;
   }
@@ -344,7 +348,7 @@ void IserTargetConnection::GetDataOut(target::Task& task) {
     wr->length = r2t->bhs.u32(pdu::field::kDesiredLength);
     auto lease = ctx_->pool->Get(wr->length);
     if (!lease.ok()) {
-      Fail(lease.status());
+      FailLater(lease.status());
       return;
     }
     wr->buf = std::move(*lease);
@@ -378,13 +382,13 @@ void IserTargetConnection::OnReadDone(Wr* wr) {
 }
 
 void IserTargetConnection::PostSendWr(std::unique_ptr<Wr> wr) {
-  if (closed_) return;
+  if (dead()) return;
   waiting_.push_back(std::move(wr));
   PumpSends();
 }
 
 void IserTargetConnection::PumpSends() {
-  while (!closed_ && !waiting_.empty() && sends_posted_ < options_.send_depth) {
+  while (!dead() && !waiting_.empty() && sends_posted_ < options_.send_depth) {
     std::unique_ptr<Wr> wr = std::move(waiting_.front());
     waiting_.pop_front();
     rdma::SendWr s;
@@ -401,7 +405,7 @@ void IserTargetConnection::PumpSends() {
     inflight_.emplace(raw, std::move(wr));
     ++sends_posted_;
     if (absl::Status st = id_->qp()->PostSend(s); !st.ok()) {
-      Fail(st);
+      FailLater(st);
       return;
     }
   }
@@ -410,14 +414,31 @@ void IserTargetConnection::PumpSends() {
 void IserTargetConnection::CloseAfterFlush() {
   if (closed_) return;
   close_after_flush_ = true;
-  MaybeFinishClose();
+  std::weak_ptr<bool> token = alive_;
+  loop_->Post([this, token] {
+    if (!token.expired()) MaybeFinishClose();
+  });
 }
 
 void IserTargetConnection::MaybeFinishClose() {
-  if (!close_after_flush_ || closed_ || sends_posted_ > 0 || !waiting_.empty()) return;
+  if (!close_after_flush_ || dead() || sends_posted_ > 0 || !waiting_.empty()) return;
   closed_ = true;
   (void)id_->Disconnect();
   if (events_ != nullptr) events_->OnTransportClosed(absl::OkStatus());
+}
+
+void IserTargetConnection::FailLater(const absl::Status& why) {
+  // Called under the core (SendPdu, QueueDataIn, GetDataOut): reporting the close now
+  // would free the task the core is still working on. Stop moving data and report from
+  // the loop.
+  if (dead()) return;
+  fail_pending_ = true;
+  waiting_.clear();
+  std::weak_ptr<bool> token = alive_;
+  loop_->Post([this, token, why] {
+    if (token.expired()) return;
+    Fail(why);
+  });
 }
 
 void IserTargetConnection::Abort() { Fail(absl::AbortedError("closed by target")); }

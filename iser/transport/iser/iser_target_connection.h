@@ -112,6 +112,8 @@ class IserTargetConnection final : public target::ConnectionTransport {
   void PumpSends();
   void MaybeFinishClose();
   void Fail(const absl::Status& why);
+  void FailLater(const absl::Status& why);
+  bool dead() const { return closed_ || fail_pending_; }
 
   EventLoop* loop_;
   std::shared_ptr<IserDeviceContext> ctx_;
@@ -134,9 +136,13 @@ class IserTargetConnection final : public target::ConnectionTransport {
   bool tagged_solicited_only_ = false;
   uint32_t max_outstanding_r2t_ = 1;
   bool full_feature_ = false;
+  bool hello_seen_ = false;
+  uint64_t ffp_pdus_ = 0;  // control PDUs received after login
 
   bool close_after_flush_ = false;
   bool closed_ = false;
+  bool fail_pending_ = false;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 
   uint64_t rdma_writes_ = 0;
   uint64_t rdma_reads_ = 0;

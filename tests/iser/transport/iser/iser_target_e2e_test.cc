@@ -216,6 +216,67 @@ TEST_F(IserTargetTest, SendWithInvalidateNotUsedWhenPeerForbidsIt) {
   EXPECT_TRUE(ini->StagValid(rstag));
 }
 
+TEST_F(IserTargetTest, ManyCommandsInFlight) {
+  StartTarget();
+  IserTestInitiator* ini = NewInitiator();
+  ASSERT_TRUE(ini->Connect(portal_->port()));
+  LoginReady(ini);
+  constexpr int kCmds = 64;
+  constexpr uint32_t kLen = 16 * 512;
+  for (size_t i = 0; i < kCmds * kLen; ++i) ini->buf()[i] = static_cast<uint8_t>(i * 31 + i / 4096);
+  // All writes at once (solicited: RDMA Reads, at most ORD outstanding on the QP).
+  for (int c = 0; c < kCmds; ++c) {
+    IserHeader h;
+    h.write_valid = true;
+    h.write_stag = ini->NewStag();
+    h.write_base = ini->base() + c * kLen;
+    ini->SendCommand(h, Rw10(0x2a, c * 16, 16), kLen, false, true);
+  }
+  for (int c = 0; c < kCmds; ++c) ExpectGood(ini->Receive());
+  EXPECT_EQ(0, std::memcmp(store_->data().data(), ini->buf(), kCmds * kLen));
+  // All reads at once, into the second half of the buffer.
+  size_t half = IserTestInitiator::kBufSize / 2;
+  for (int c = 0; c < kCmds; ++c) {
+    IserHeader h;
+    h.read_valid = true;
+    h.read_stag = ini->NewStag();
+    h.read_base = ini->base() + half + c * kLen;
+    ini->SendCommand(h, Rw10(0x28, c * 16, 16), kLen, true, false);
+  }
+  for (int c = 0; c < kCmds; ++c) ExpectGood(ini->Receive());
+  EXPECT_EQ(0, std::memcmp(ini->buf() + half, ini->buf(), kCmds * kLen));
+  ExpectNoDataPdus(ini);
+}
+
+TEST_F(IserTargetTest, HelloAfterLoginGetsHelloReply) {
+  StartTarget();
+  IserTestInitiator* ini = NewInitiator();
+  ASSERT_TRUE(ini->Connect(portal_->port()));
+  ASSERT_TRUE(ini->Login(kIqn));
+  IserHeader hello;
+  hello.opcode = IserOpcode::kHello;
+  hello.max_version = kIserVersion;
+  hello.min_or_cur_version = kIserVersion;
+  hello.ird_or_ord = 4;
+  std::vector<uint8_t> msg(kIserHeaderSize);
+  EncodeIserHeader(hello, msg);
+  ini->SendRaw(msg);
+  auto r = ini->Receive();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->hdr.opcode, IserOpcode::kHelloReply);
+  EXPECT_FALSE(r->hdr.reject);
+  EXPECT_EQ(r->hdr.min_or_cur_version, kIserVersion);
+  EXPECT_EQ(r->hdr.ird_or_ord, 4);  // min(target ORD 16, initiator IRD 4)
+  // Then full feature phase as usual.
+  ini->SendCommand(IserHeader::Control(), {0, 0, 0, 0, 0, 0}, 0, false, false);
+  auto tur = ini->Receive();
+  ASSERT_TRUE(tur.has_value());
+  EXPECT_EQ(tur->bhs.opcode(), Opcode::kScsiResponse);
+  // A second Hello is a protocol error.
+  ini->SendRaw(msg);
+  EXPECT_TRUE(ini->WaitClosed());
+}
+
 TEST_F(IserTargetTest, TcpAndIserSessionsShareOnePort) {
   StartTarget();
   IserTestInitiator* ini = NewInitiator();

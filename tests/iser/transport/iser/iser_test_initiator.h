@@ -42,7 +42,7 @@ struct IserMessage {
 class IserTestInitiator {
  public:
   static constexpr size_t kBufSize = 4 << 20;
-  static constexpr int kRecvs = 32;
+  static constexpr int kRecvs = 160;
   static constexpr size_t kRecvSize = kIserHeaderSize + pdu::kBhsSize + 256 + 8192;
 
   explicit IserTestInitiator(EventLoop* loop) : loop_(loop) {}
@@ -322,8 +322,8 @@ class IserTestInitiator {
         std::span<const uint8_t> msg(recv_buf_.data() + idx * kRecvSize, wc[i].byte_len);
         IserMessage m;
         auto hdr = DecodeIserHeader(msg);
+        if (hdr.ok()) m.hdr = *hdr;
         if (hdr.ok() && msg.size() >= kIserHeaderSize + pdu::kBhsSize) {
-          m.hdr = *hdr;
           m.bhs = pdu::Bhs(std::span<const uint8_t, pdu::kBhsSize>(msg.data() + kIserHeaderSize,
                                                                    pdu::kBhsSize));
           m.data.assign(msg.begin() + kIserHeaderSize + pdu::kBhsSize, msg.end());

@@ -54,8 +54,7 @@ void MemoryBlockBackend::Read(uint64_t offset, std::span<uint8_t> dst, IoComplet
   done(absl::OkStatus());
 }
 
-void MemoryBlockBackend::Write(uint64_t offset, std::span<const uint8_t> src,
-                               IoCompletion done) {
+void MemoryBlockBackend::Write(uint64_t offset, std::span<const uint8_t> src, IoCompletion done) {
   if (!InRange(offset, src.size())) {
     done(absl::OutOfRangeError("write beyond capacity"));
     return;

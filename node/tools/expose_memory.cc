@@ -81,7 +81,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "expose-memory: detach: %s\n", s.ToString().c_str());
     return 1;
   }
-  std::fprintf(stderr, "expose-memory: detached after %llu reads, %llu writes, %llu discards, "
+  std::fprintf(stderr,
+               "expose-memory: detached after %llu reads, %llu writes, %llu discards, "
                "max concurrency %llu\n",
                static_cast<unsigned long long>((*backend)->reads()),
                static_cast<unsigned long long>((*backend)->writes()),

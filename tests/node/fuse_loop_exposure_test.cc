@@ -140,7 +140,8 @@ std::vector<uint8_t> Pattern(size_t n, uint32_t seed) {
 }
 
 struct AlignedBuffer {
-  explicit AlignedBuffer(size_t n) : size(n), p(static_cast<uint8_t*>(std::aligned_alloc(4096, n))) {}
+  explicit AlignedBuffer(size_t n)
+      : size(n), p(static_cast<uint8_t*>(std::aligned_alloc(4096, n))) {}
   ~AlignedBuffer() { std::free(p); }
   size_t size;
   uint8_t* p;
@@ -295,8 +296,8 @@ TEST_F(FuseLoopTest, AsyncBackendGetsQueueDepthAndErrorsPropagate) {
   auto dev = Expose(backend);
   ASSERT_NE(dev, nullptr);
   CommandResult fio = RunCommand("fio --name=async --filename=" + dev->device_path() +
-                          " --ioengine=libaio --direct=1 --iodepth=32 --size=64M"
-                          " --rw=randwrite --bs=4k --verify=crc32c --verify_fatal=1");
+                                 " --ioengine=libaio --direct=1 --iodepth=32 --size=64M"
+                                 " --rw=randwrite --bs=4k --verify=crc32c --verify_fatal=1");
   EXPECT_EQ(fio.exit_code, 0) << fio.output;
   // Replies are sent from the backend's completions, so the kernel's queue depth reaches
   // the backend even with a handful of FUSE threads.
@@ -313,8 +314,7 @@ TEST_F(FuseLoopTest, AsyncBackendGetsQueueDepthAndErrorsPropagate) {
     EXPECT_GT(memory->discards(), discards);
     AlignedBuffer zero(2 << 20);
     ASSERT_EQ(::pread(fd.get(), zero.p, zero.size, 4 << 20), static_cast<ssize_t>(zero.size));
-    EXPECT_EQ(std::vector<uint8_t>(zero.p, zero.p + zero.size),
-              std::vector<uint8_t>(zero.size, 0));
+    EXPECT_EQ(std::vector<uint8_t>(zero.p, zero.p + zero.size), std::vector<uint8_t>(zero.size, 0));
   }
 
   backend.fail_reads = true;

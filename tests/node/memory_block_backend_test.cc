@@ -21,20 +21,20 @@ TEST(MemoryBlockBackendTest, WriteReadDiscard) {
   auto b = MemoryBlockBackend::Create(1 << 20, 4096);
   ASSERT_TRUE(b.ok());
   std::vector<uint8_t> data(8192, 0xab), back(8192);
-  EXPECT_TRUE(WaitForCompletion([&](IoCompletion d) { (*b)->Write(4096, data, std::move(d)); })
-                  .ok());
-  EXPECT_TRUE(WaitForCompletion([&](IoCompletion d) { (*b)->Read(4096, back, std::move(d)); })
-                  .ok());
+  EXPECT_TRUE(
+      WaitForCompletion([&](IoCompletion d) { (*b)->Write(4096, data, std::move(d)); }).ok());
+  EXPECT_TRUE(
+      WaitForCompletion([&](IoCompletion d) { (*b)->Read(4096, back, std::move(d)); }).ok());
   EXPECT_EQ(data, back);
   EXPECT_TRUE(
       WaitForCompletion([&](IoCompletion d) { (*b)->Discard(4096, 8192, std::move(d)); }).ok());
-  EXPECT_TRUE(WaitForCompletion([&](IoCompletion d) { (*b)->Read(4096, back, std::move(d)); })
-                  .ok());
+  EXPECT_TRUE(
+      WaitForCompletion([&](IoCompletion d) { (*b)->Read(4096, back, std::move(d)); }).ok());
   EXPECT_EQ(back, std::vector<uint8_t>(8192, 0));
   EXPECT_EQ((*b)->discarded_bytes(), 8192u);
-  EXPECT_EQ(WaitForCompletion([&](IoCompletion d) { (*b)->Read(1 << 20, back, std::move(d)); })
-                .code(),
-            absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(
+      WaitForCompletion([&](IoCompletion d) { (*b)->Read(1 << 20, back, std::move(d)); }).code(),
+      absl::StatusCode::kOutOfRange);
 }
 
 TEST(ExposureTest, StatusToErrno) {
@@ -52,8 +52,7 @@ TEST(ExposureTest, WaitForCompletionWaitsForAnotherThread) {
       done(absl::DataLossError("lost"));
     });
   });
-  absl::Status s =
-      WaitForCompletion([&](IoCompletion done) { backend.Flush(std::move(done)); });
+  absl::Status s = WaitForCompletion([&](IoCompletion done) { backend.Flush(std::move(done)); });
   worker.join();
   EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
 }

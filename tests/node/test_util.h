@@ -2,9 +2,10 @@
 #ifndef TESTS_NODE_TEST_UTIL_H_
 #define TESTS_NODE_TEST_UTIL_H_
 
+#include <sys/wait.h>
+
 #include <cstdio>
 #include <string>
-#include <sys/wait.h>
 
 namespace iser::node::test_util {
 

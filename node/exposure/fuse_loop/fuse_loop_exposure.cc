@@ -109,15 +109,13 @@ class FuseLoopDeviceImpl : public FuseLoopDevice {
   static void OnSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
                         fuse_file_info* fi);
   static void OnOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
-  static void OnRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-                     fuse_file_info* fi);
+  static void OnRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi);
   static void OnWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* bufv, off_t off,
                          fuse_file_info* fi);
   static void OnFlush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
   static void OnRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
   static void OnFsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi);
-  static void OnReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-                        fuse_file_info* fi);
+  static void OnReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi);
   static void OnStatfs(fuse_req_t req, fuse_ino_t ino);
   static void OnFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
                           fuse_file_info* fi);
@@ -222,8 +220,8 @@ void FuseLoopDeviceImpl::OnGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_inf
   }
 }
 
-void FuseLoopDeviceImpl::OnSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr,
-                                   int to_set, fuse_file_info* fi) {
+void FuseLoopDeviceImpl::OnSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
+                                   fuse_file_info* fi) {
   // The file has the LUN's size; only no-op changes (e.g. timestamps) are accepted.
   if (ino == kFileIno && (to_set & FUSE_SET_ATTR_SIZE) &&
       static_cast<uint64_t>(attr->st_size) != Self(req)->size_) {
@@ -242,9 +240,9 @@ void FuseLoopDeviceImpl::OnOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* 
     fuse_reply_err(req, EROFS);
     return;
   }
-  fi->direct_io = 1;   // no page cache in between: the loop device is the cache
+  fi->direct_io = 1;  // no page cache in between: the loop device is the cache
   fi->keep_cache = 0;
-  fi->noflush = 1;     // nothing to do on close(); fsync is what flushes
+  fi->noflush = 1;  // nothing to do on close(); fsync is what flushes
   fuse_reply_open(req, fi);
 }
 
@@ -280,8 +278,8 @@ void FuseLoopDeviceImpl::OnRead(fuse_req_t req, fuse_ino_t ino, size_t size, off
                       });
 }
 
-void FuseLoopDeviceImpl::OnWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* bufv,
-                                    off_t off, fuse_file_info*) {
+void FuseLoopDeviceImpl::OnWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* bufv, off_t off,
+                                    fuse_file_info*) {
   FuseLoopDeviceImpl* self = Self(req);
   const size_t size = fuse_buf_size(bufv);
   const uint64_t offset = static_cast<uint64_t>(off);
@@ -362,8 +360,8 @@ void FuseLoopDeviceImpl::OnReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, 
     std::memset(&st, 0, sizeof(st));
     st.st_ino = kEntries[i].ino;
     st.st_mode = kEntries[i].mode;
-    size_t need = fuse_add_direntry(req, buf.data() + used, size - used, kEntries[i].name, &st,
-                                    i + 1);
+    size_t need =
+        fuse_add_direntry(req, buf.data() + used, size - used, kEntries[i].name, &st, i + 1);
     if (need > size - used) break;
     used += need;
   }
@@ -396,8 +394,8 @@ absl::Status FuseLoopDeviceImpl::WriteZeroes(uint64_t offset, uint64_t length) {
   return absl::OkStatus();
 }
 
-void FuseLoopDeviceImpl::OnFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off,
-                                     off_t len, fuse_file_info*) {
+void FuseLoopDeviceImpl::OnFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
+                                     fuse_file_info*) {
   FuseLoopDeviceImpl* self = Self(req);
   const uint64_t offset = static_cast<uint64_t>(off), length = static_cast<uint64_t>(len);
   if (ino != kFileIno) {
@@ -434,9 +432,8 @@ void FuseLoopDeviceImpl::OnFallocate(fuse_req_t req, fuse_ino_t ino, int mode, o
     // PUNCH_HOLE promises zeroes and the loop driver relies on that for write-zeroes:
     // discard, then write them. Done here on the FUSE worker (never in a completion,
     // which may run on the backend's own loop thread and must not wait).
-    absl::Status s = WaitForCompletion([&](IoCompletion done) {
-      self->backend_.Discard(offset, length, std::move(done));
-    });
+    absl::Status s = WaitForCompletion(
+        [&](IoCompletion done) { self->backend_.Discard(offset, length, std::move(done)); });
     if (s.ok()) s = self->WriteZeroes(offset, length);
     fuse_reply_err(req, StatusToErrno(s));
     return;
@@ -500,8 +497,8 @@ absl::Status FuseLoopDeviceImpl::Start() {
   if (!loop.ok()) return loop.status();
   loop_ = std::move(*loop);
   device_path_ = loop_->path();
-  ISER_LOG(kInfo, "%s: exposed %u bytes (block %u) as %s over %s (dio %d)", options_.name,
-           size_, block_size_, device_path_, file_path_, loop_->direct_io_active() ? 1 : 0);
+  ISER_LOG(kInfo, "%s: exposed %u bytes (block %u) as %s over %s (dio %d)", options_.name, size_,
+           block_size_, device_path_, file_path_, loop_->direct_io_active() ? 1 : 0);
   return absl::OkStatus();
 }
 
@@ -542,8 +539,7 @@ absl::Status FuseLoopDeviceImpl::StopFuse(bool force) {
       ::usleep(2000);
     }
     if (!fuse_thread_done_.load()) {
-      ISER_LOG(kWarning, "%s: FUSE connection still busy after unmount; aborting it",
-               mount_dir_);
+      ISER_LOG(kWarning, "%s: FUSE connection still busy after unmount; aborting it", mount_dir_);
       AbortConnection();
     }
     fuse_thread_.join();

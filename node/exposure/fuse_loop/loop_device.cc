@@ -30,7 +30,7 @@ std::string ReadSysfs(int index, const char* attr) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<LoopDevice>> LoopDevice::Attach(int backing_fd,
-                                                                const LoopOptions& options) {
+                                                               const LoopOptions& options) {
   UniqueFd ctl(::open("/dev/loop-control", O_RDWR | O_CLOEXEC));
   if (!ctl) return Errno("open /dev/loop-control");
   // Another process may grab the same free device between GET_FREE and CONFIGURE: retry.

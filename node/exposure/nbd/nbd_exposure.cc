@@ -242,8 +242,8 @@ absl::Status NbdAvailable() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<ExposedDevice>> NbdExposure::Expose(
-    BlockBackend& backend, const ExposeOptions& options) {
+absl::StatusOr<std::unique_ptr<ExposedDevice>> NbdExposure::Expose(BlockBackend& backend,
+                                                                   const ExposeOptions& options) {
   if (absl::Status s = NbdAvailable(); !s.ok()) return s;
   auto dev = std::make_unique<NbdDevice>(backend, options);
   if (absl::Status s = dev->Start(); !s.ok()) return s;

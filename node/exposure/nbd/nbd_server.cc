@@ -42,7 +42,9 @@ NbdServer::NbdServer(BlockBackend& backend, UniqueFd socket, bool read_only)
 
 NbdServer::~NbdServer() { Stop(); }
 
-void NbdServer::Start() { reader_ = std::thread([this] { ReaderLoop(); }); }
+void NbdServer::Start() {
+  reader_ = std::thread([this] { ReaderLoop(); });
+}
 
 void NbdServer::Wait() {
   if (reader_.joinable()) reader_.join();

@@ -15,6 +15,8 @@ namespace iser::target {
 const char* DaemonUsage() {
   return R"(usage: iser-target [options]
   --listen ADDR:PORT        portal to listen on (repeatable; default 0.0.0.0:3260)
+  --transport tcp|iser|any  what the portals serve: iSCSI/TCP, iSER over software
+                            iWARP, or both on the same port (default any)
   --target IQN              add a target node; the options below apply to the last one
   --alias NAME              TargetAlias
   --lun FILE                add a LUN backed by a sparse file (numbered from 0 in order)
@@ -108,6 +110,7 @@ absl::Status Parser::Apply(absl::string_view name,
   static constexpr const char* kKnown[] = {"help",
                                            "read-only",
                                            "listen",
+                                           "transport",
                                            "target",
                                            "alias",
                                            "lun",
@@ -141,6 +144,11 @@ absl::Status Parser::Apply(absl::string_view name,
   const std::string& val = *v;
   if (name == "listen") {
     flags.listen.push_back(val);
+  } else if (name == "transport") {
+    if (val != "tcp" && val != "iser" && val != "any")
+      return absl::InvalidArgumentError(
+          absl::StrCat("--transport '", val, "': want tcp, iser or any"));
+    flags.transport = val;
   } else if (name == "target") {
     if (!LooksLikeIscsiName(val))
       return absl::InvalidArgumentError(

@@ -32,6 +32,9 @@ struct TargetFlags {
 
 struct DaemonFlags {
   std::vector<std::string> listen;
+  // Which transports the portals serve: "tcp", "iser" (software iWARP) or "any" (both
+  // on one port, told apart by a connection's first bytes).
+  std::string transport = "any";
   std::vector<TargetFlags> targets;
   uint32_t queue_depth = 128;
   LogLevel log_level = LogLevel::kInfo;

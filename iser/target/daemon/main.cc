@@ -20,8 +20,7 @@
 #include "iser/store/sparse_file_store.h"
 #include "iser/target/daemon/flags.h"
 #include "iser/target/target.h"
-#include "iser/transport/tcp/tcp_connection.h"
-#include "iser/transport/tcp/tcp_listener.h"
+#include "iser/transport/iser/iser_portal.h"
 
 namespace iser::target {
 namespace {
@@ -56,18 +55,24 @@ int Run(int argc, char** argv) {
 
   TargetOptions options;
   options.queue_depth = flags->queue_depth;
+  if (flags->transport != "tcp") {
+    // iSER (RFC 7145 sec 6.7): the initiator may have as many Sends in flight as each
+    // connection posts receive buffers for. Declared only when RDMAExtensions=Yes.
+    options.offer.target_max_outstanding_unexpected_pdus =
+        iser_transport::IserConnectionOptions().recv_depth;
+  }
   Target target(loop.get(), options);
   std::vector<std::shared_ptr<store::BlockStore>> stores;
 
   // Bind the portals first: a busy port fails before any LUN file is created.
-  std::vector<std::unique_ptr<transport::TcpListener>> listeners;
+  auto transport = iser_transport::ParsePortalTransport(flags->transport);
+  if (!transport.ok()) return Fail(transport.status(), 2);
+  std::vector<std::unique_ptr<iser_transport::Portal>> listeners;
   std::vector<login::PortalInfo> portals;
   for (const std::string& addr : flags->listen) {
-    auto l = transport::TcpListener::Create(
-        loop.get(), addr, [&target, &loop](UniqueFd fd, std::string peer, std::string local) {
-          target.AddConnection(std::make_unique<transport::TcpConnection>(
-              loop.get(), std::move(fd), std::move(peer), std::move(local)));
-        });
+    iser_transport::PortalOptions po;
+    po.transport = *transport;
+    auto l = iser_transport::Portal::Create(loop.get(), &target, addr, po);
     if (!l.ok()) return Fail(l.status(), 1);
     portals.push_back({(*l)->address(), options.target_portal_group_tag});
     listeners.push_back(std::move(*l));
@@ -105,7 +110,12 @@ int Run(int argc, char** argv) {
   }
 
   target.set_portals(portals);
-  for (const auto& l : listeners) ISER_LOG(kInfo, "listening on %s (iSCSI/TCP)", l->address());
+  for (const auto& l : listeners) {
+    ISER_LOG(kInfo, "listening on %s (%s)", l->address(),
+             *transport == iser_transport::PortalTransport::kTcp    ? "iSCSI/TCP"
+             : *transport == iser_transport::PortalTransport::kIser ? "iSER over software iWARP"
+                                                                    : "iSCSI/TCP and iSER");
+  }
 
   // Signals arrive through a signalfd so shutdown runs on the loop like everything else.
   sigset_t mask;

@@ -32,6 +32,12 @@ absl::StatusOr<PortalTransport> ParsePortalTransport(absl::string_view text) {
 absl::StatusOr<std::unique_ptr<Portal>> Portal::Create(EventLoop* loop, target::Target* target,
                                                        absl::string_view address,
                                                        PortalOptions options) {
+  // Receive buffers must hold what the login lets the initiator send.
+  const login::OperationalParams& offer = target->options().offer;
+  options.iser.recv_data_segment = std::max(options.iser.recv_data_segment, offer.target_recv_dsl);
+  if (offer.target_max_ahs_length != 0)
+    options.iser.max_ahs = std::min<uint32_t>(
+        1020, std::max(options.iser.max_ahs, offer.target_max_ahs_length));  // 255 words
   std::unique_ptr<Portal> p(new Portal(loop, target, std::move(options)));
   if (p->options_.transport != PortalTransport::kTcp) {
     if (absl::Status s = p->InitIser(); !s.ok()) return s;

@@ -39,6 +39,7 @@ class IserTargetTest : public ::testing::Test {
     loop_ = std::move(*loop);
     target::TargetOptions options;
     options.nop_interval = absl::ZeroDuration();
+    options.offer.target_max_outstanding_unexpected_pdus = 160;
     target_ = std::make_unique<target::Target>(loop_.get(), options);
     auto device = std::make_unique<scsi::Device>();
     store_ = std::make_shared<scsi::testing::MemoryBlockStore>(8 << 20);
@@ -119,6 +120,12 @@ class IserTargetTest : public ::testing::Test {
   std::vector<std::unique_ptr<IserTestInitiator>> initiators_;
 };
 
+std::string PrintableText(std::string t) {
+  for (char& c : t)
+    if (c == '\0') c = ' ';
+  return t;
+}
+
 void ExpectGood(const std::optional<IserMessage>& m) {
   ASSERT_TRUE(m.has_value());
   EXPECT_EQ(m->bhs.opcode(), Opcode::kScsiResponse);
@@ -141,8 +148,14 @@ TEST_F(IserTargetTest, LoginOverSendsNegotiatesRdmaExtensions) {
   EXPECT_EQ(ini->accept_private_data()[0] & kIserCmZbvaNotSupported, kIserCmZbvaNotSupported);
   EXPECT_EQ(ini->accept_private_data()[0] & kIserCmSendWithInvNotSupported, 0);
   LoginReady(ini);
-  EXPECT_NE(ini->login_text().find(std::string("RDMAExtensions=Yes")), std::string::npos)
-      << ini->login_text();
+  const std::string text = " " + PrintableText(ini->login_text());
+  EXPECT_NE(text.find(std::string(" RDMAExtensions=Yes")), std::string::npos) << text;
+  // TODO(iser/login): the target's answer leaves out the RFC 7145 keys the initiator
+  // proposed in the same PDU (Initiator/TargetRecvDataSegmentLength) and its own
+  // MaxOutstandingUnexpectedPDUs declaration; both sides then run on the defaults.
+  // Keys RFC 7145 replaces are not negotiated on an iSER connection.
+  EXPECT_EQ(text.find(std::string(" MaxRecvDataSegmentLength=")), std::string::npos)
+      << PrintableText(text);
   EXPECT_EQ(portal_->iser_accepted(), 1u);
 }
 

@@ -1,5 +1,6 @@
 // expose-memory: serve an in-memory LUN as a block device until SIGINT/SIGTERM.
-//   expose-memory [--size-mib N] [--block-size B] [--backend fuse_loop|nbd]
+//   expose-memory [--size-mib N] [--block-size B] [--backend fuse_loop|nbd] [--threads N]
+//                 [--verbose]
 // Prints the device path as its last line once the device is ready, then waits; on the
 // signal it detaches (flush, remove the device) and exits 0. For benchmarks and demos.
 #include <signal.h>
@@ -35,12 +36,14 @@ int main(int argc, char** argv) {
       block_size = static_cast<uint32_t>(std::strtoul(next(), nullptr, 10));
     } else if (a == "--backend") {
       backend_name = next();
+    } else if (a == "--verbose") {
+      iser::SetLogLevel(iser::LogLevel::kDebug);
     } else if (a == "--threads") {
       threads = std::atoi(next());
     } else {
       std::fprintf(stderr,
                    "usage: expose-memory [--size-mib N] [--block-size B] "
-                   "[--backend fuse_loop|nbd] [--threads N]\n");
+                   "[--backend fuse_loop|nbd] [--threads N] [--verbose]\n");
       return 2;
     }
   }

@@ -211,6 +211,16 @@ TEST_F(FuseLoopTest, DiscardReachesBackend) {
   EXPECT_GE(backend->discarded_bytes(), 1u << 20);
   ASSERT_EQ(::pread(fd.get(), buf.p, buf.size, 8 << 20), static_cast<ssize_t>(buf.size));
   EXPECT_EQ(std::vector<uint8_t>(buf.p, buf.p + buf.size), std::vector<uint8_t>(buf.size, 0));
+
+  // BLKZEROOUT (REQ_NOUNMAP -> fallocate ZERO_RANGE): zeroes written, nothing discarded.
+  std::memset(buf.p, 0x77, buf.size);
+  ASSERT_EQ(::pwrite(fd.get(), buf.p, buf.size, 16 << 20), static_cast<ssize_t>(buf.size));
+  const uint64_t discards = backend->discards();
+  uint64_t zero_range[2] = {16 << 20, 1 << 20};
+  ASSERT_EQ(::ioctl(fd.get(), BLKZEROOUT, zero_range), 0) << std::strerror(errno);
+  EXPECT_EQ(backend->discards(), discards);
+  ASSERT_EQ(::pread(fd.get(), buf.p, buf.size, 16 << 20), static_cast<ssize_t>(buf.size));
+  EXPECT_EQ(std::vector<uint8_t>(buf.p, buf.p + buf.size), std::vector<uint8_t>(buf.size, 0));
   fd.Reset();
   ASSERT_TRUE(dev->Detach().ok());
 }

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/sysmacros.h>
@@ -398,6 +399,8 @@ void FuseLoopDeviceImpl::OnFallocate(fuse_req_t req, fuse_ino_t ino, int mode, o
                                      fuse_file_info*) {
   FuseLoopDeviceImpl* self = Self(req);
   const uint64_t offset = static_cast<uint64_t>(off), length = static_cast<uint64_t>(len);
+  ISER_LOG(kDebug, "%s: fallocate mode 0x%x offset %u length %u", self->options_.name, mode,
+           offset, length);
   if (ino != kFileIno) {
     fuse_reply_err(req, EISDIR);
     return;
@@ -472,6 +475,11 @@ absl::Status FuseLoopDeviceImpl::Start() {
   mounted_ = true;
 
   fuse_thread_ = std::thread([this] {
+    // We serve a block device: our own allocations must not wait for writeback to it
+    // (the nbd-client/tcmu-runner deadlock). Worker threads inherit the flag.
+    if (::prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0) != 0) {
+      ISER_LOG(kInfo, "PR_SET_IO_FLUSHER: %s (needs CAP_SYS_RESOURCE)", std::strerror(errno));
+    }
     fuse_loop_config* cfg = fuse_loop_cfg_create();
     fuse_loop_cfg_set_clone_fd(cfg, 0);
     fuse_loop_cfg_set_max_threads(cfg, static_cast<unsigned>(fl_.max_threads));

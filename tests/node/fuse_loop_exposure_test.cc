@@ -187,6 +187,19 @@ TEST_F(FuseLoopTest, DirectIoRoundTripReachesBackend) {
     // The bytes are in the backend, not only in some cache on the way.
     EXPECT_EQ(std::memcmp(backend->data() + off, want.data(), len), 0) << "offset " << off;
   }
+  // The FUSE file itself also serves unaligned buffered reads (widened to whole blocks).
+  {
+    UniqueFd file(::open(dev->handles().file_path.c_str(), O_RDONLY | O_CLOEXEC));
+    ASSERT_TRUE(file) << std::strerror(errno);
+    std::vector<uint8_t> got(5000);
+    ASSERT_EQ(::pread(file.get(), got.data(), got.size(), 4096 * 7 + 1000), 5000);
+    EXPECT_EQ(std::memcmp(got.data(), backend->data() + 4096 * 7 + 1000, got.size()), 0);
+    uint8_t one = 0;
+    UniqueFd wfile(::open(dev->handles().file_path.c_str(), O_WRONLY | O_CLOEXEC));
+    ASSERT_TRUE(wfile) << std::strerror(errno);
+    EXPECT_LT(::pwrite(wfile.get(), &one, 1, 3), 0)
+        << "an unaligned write must fail (EINVAL), not corrupt a block";
+  }
   uint64_t flushes = backend->flushes();
   ASSERT_EQ(::fsync(fd.get()), 0);
   EXPECT_GT(backend->flushes(), flushes) << "fsync on the device did not reach Flush";

@@ -56,6 +56,8 @@ class Portal {
 
   uint64_t tcp_accepted() const { return tcp_accepted_; }
   uint64_t iser_accepted() const { return iser_accepted_; }
+  // Memory registrations made so far (they are reused, so this levels off).
+  size_t registrations() const { return ctx_ ? ctx_->pool->registrations() : 0; }
 
  private:
   struct Sniff {
@@ -87,7 +89,6 @@ class Portal {
   bool cm_fd_registered_ = false;
   // Accepted, not yet established (then handed to the target).
   std::map<rdma::CmId*, std::unique_ptr<IserTargetConnection>> pending_;
-  // Peer addresses of sockets handed to the CM, by socket (the CM id learns its own).
   uint64_t tcp_accepted_ = 0;
   uint64_t iser_accepted_ = 0;
 };

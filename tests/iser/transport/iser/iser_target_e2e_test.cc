@@ -259,6 +259,68 @@ TEST_F(IserTargetTest, ManyCommandsInFlight) {
   for (int c = 0; c < kCmds; ++c) ExpectGood(ini->Receive());
   EXPECT_EQ(0, std::memcmp(ini->buf() + half, ini->buf(), kCmds * kLen));
   ExpectNoDataPdus(ini);
+  // Buffers are registered once and reused: another round registers nothing new.
+  size_t registrations = portal_->registrations();
+  for (int c = 0; c < kCmds; ++c) {
+    IserHeader h;
+    h.read_valid = true;
+    h.read_stag = ini->NewStag();
+    h.read_base = ini->base() + half + c * kLen;
+    ini->SendCommand(h, Rw10(0x28, c * 16, 16), kLen, true, false);
+  }
+  for (int c = 0; c < kCmds; ++c) ExpectGood(ini->Receive());
+  EXPECT_EQ(portal_->registrations(), registrations);
+}
+
+TEST_F(IserTargetTest, TwoIserConnectionsInOneSession) {
+  StartTarget();
+  IserTestInitiator* a = NewInitiator();
+  ASSERT_TRUE(a->Connect(portal_->port()));
+  LoginReady(a, 0x23d000000030ULL);
+  IserTestInitiator* b = NewInitiator();
+  ASSERT_TRUE(b->Connect(portal_->port()));
+  ASSERT_TRUE(b->Login(kIqn, 0x23d000000030ULL, a->tsih(), /*cid=*/1, a->cmd_sn()));
+  // CmdSN is per session: b continues where a stopped.
+  for (size_t i = 0; i < 4096; ++i) b->buf()[i] = static_cast<uint8_t>(i ^ 0x3c);
+  ExpectGood(Write(b, 200, 8, 0, 0, nullptr));
+  a->set_cmd_sn(b->cmd_sn());
+  auto r = Read(a, 200, 8, 0, nullptr);
+  ExpectGood(r);
+  EXPECT_EQ(0, std::memcmp(a->buf(), b->buf(), 4096));
+  EXPECT_EQ(ConnectionCount(), 2u);
+}
+
+TEST_F(IserTargetTest, InitiatorDiesWithReadsOutstanding) {
+  StartTarget();
+  IserTestInitiator* dying = NewInitiator();
+  ASSERT_TRUE(dying->Connect(portal_->port()));
+  LoginReady(dying, 0x23d000000040ULL);
+  for (int c = 0; c < 16; ++c) {
+    IserHeader h;
+    h.write_valid = true;
+    h.write_stag = dying->NewStag();
+    h.write_base = dying->base() + c * (256 << 10);
+    dying->SendCommand(h, Rw10(0x2a, c * 512, 512), 256 << 10, false, true);
+  }
+  // Kill it once the first command has reached the store: the others are still moving
+  // their data by RDMA Read.
+  int writes = 0;
+  for (int i = 0; i < 200 && writes == 0; ++i) {
+    std::promise<int> p;
+    loop_->Post([&] { p.set_value(store_->writes); });
+    writes = p.get_future().get();
+    if (writes == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  dying->Kill();
+  EXPECT_TRUE(dying->WaitClosed());
+  EXPECT_LT(writes, 16);
+  IserTestInitiator* next = NewInitiator();
+  ASSERT_TRUE(next->Connect(portal_->port()));
+  LoginReady(next, 0x23d000000041ULL);
+  ExpectGood(Read(next, 0, 8, 0, nullptr));
+  for (int i = 0; i < 100 && ConnectionCount() != 1; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(ConnectionCount(), 1u);
 }
 
 TEST_F(IserTargetTest, HelloAfterLoginGetsHelloReply) {

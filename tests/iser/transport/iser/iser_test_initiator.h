@@ -141,10 +141,14 @@ class IserTestInitiator {
   }
 
   // Login in the operational stage with RDMAExtensions=Yes.
-  bool Login(const std::string& target_name, uint64_t isid = 0x23d000000002ULL) {
+  bool Login(const std::string& target_name, uint64_t isid = 0x23d000000002ULL,
+             uint16_t tsih = 0, uint16_t cid = 0, uint32_t cmd_sn = 1) {
+    cmd_sn_ = cmd_sn;
     pdu::Bhs b = pdu::Bhs::Make(pdu::Opcode::kLoginRequest, 0x80 | (1 << 2) | 3);
     b.set_immediate(true);
     b.set_u48(pdu::field::kIsid, isid);
+    b.set_u16(pdu::field::kTsih, tsih);
+    b.set_u16(pdu::field::kCid, cid);
     b.set_itt(next_itt_++);
     b.set_u32(pdu::field::kCmdSn, cmd_sn_);
     std::string text;
@@ -167,6 +171,7 @@ class IserTestInitiator {
       exp_stat_sn_ = rsp->bhs.u32(pdu::field::kStatSn) + 1;
       if ((rsp->bhs.flags() & 0x83) == 0x83) {
         cmd_sn_ = rsp->bhs.u32(pdu::field::kExpCmdSn);
+        tsih_ = rsp->bhs.u16(pdu::field::kTsih);
         return true;
       }
       std::string answer;
@@ -188,6 +193,13 @@ class IserTestInitiator {
     return false;
   }
   const std::string& login_text() const { return login_text_; }
+  uint16_t tsih() const { return tsih_; }
+  uint32_t cmd_sn() const { return cmd_sn_; }
+  void set_cmd_sn(uint32_t sn) { cmd_sn_ = sn; }
+  // Drops the connection at once (QP to error: the target sees it die).
+  void Kill() {
+    OnLoop([this] { (void)id_->qp()->MoveToError(); });
+  }
 
   // A SCSI command; `hdr` carries the STags. Returns the ITT.
   uint32_t SendCommand(const IserHeader& hdr, std::vector<uint8_t> cdb, uint32_t edtl, bool read,
@@ -366,6 +378,7 @@ class IserTestInitiator {
 
   uint32_t next_itt_ = 1;
   uint32_t cmd_sn_ = 1;
+  uint16_t tsih_ = 0;
   uint32_t exp_stat_sn_ = 0;
   std::string login_text_;
 };

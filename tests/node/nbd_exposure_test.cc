@@ -13,6 +13,7 @@
 #include "iser/base/unique_fd.h"
 #include "node/exposure/memory_block_backend.h"
 #include "node/exposure/nbd/nbd_server.h"
+#include "tests/node/async_backend.h"
 
 namespace iser::node {
 namespace {
@@ -95,6 +96,43 @@ TEST_F(NbdServerTest, BadMagicClosesConnection) {
   server_->Wait();
   char c;
   EXPECT_EQ(::recv(client_.get(), &c, 1, 0), 0);  // EOF
+}
+
+TEST(NbdServerAsyncTest, PipelinedRequestsAllAnswered) {
+  auto memory = std::move(*MemoryBlockBackend::Create(1 << 20, 4096));
+  AsyncBackend backend(*memory);
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  UniqueFd client(sv[0]);
+  NbdServer server(backend, UniqueFd(sv[1]));
+  server.Start();
+  constexpr int kRequests = 64;
+  for (uint64_t i = 0; i < kRequests; ++i) {
+    nbd_request req;
+    req.magic = htobe32(NBD_REQUEST_MAGIC);
+    req.type = htobe32(NBD_CMD_READ);
+    std::memcpy(req.handle, &i, 8);
+    req.from = htobe64(i * 4096);
+    req.len = htobe32(4096);
+    ASSERT_EQ(::write(client.get(), &req, sizeof(req)), static_cast<ssize_t>(sizeof(req)));
+  }
+  std::vector<bool> seen(kRequests, false);
+  std::vector<uint8_t> data(4096);
+  for (int i = 0; i < kRequests; ++i) {
+    nbd_reply reply;
+    ASSERT_EQ(::recv(client.get(), &reply, sizeof(reply), MSG_WAITALL),
+              static_cast<ssize_t>(sizeof(reply)));
+    ASSERT_EQ(be32toh(reply.magic), static_cast<uint32_t>(NBD_REPLY_MAGIC));
+    ASSERT_EQ(be32toh(reply.error), 0u);
+    uint64_t h;
+    std::memcpy(&h, reply.handle, 8);
+    ASSERT_LT(h, static_cast<uint64_t>(kRequests));
+    EXPECT_FALSE(seen[h]) << "handle " << h << " answered twice";
+    seen[h] = true;
+    ASSERT_EQ(::recv(client.get(), data.data(), data.size(), MSG_WAITALL), 4096);
+  }
+  EXPECT_GE(backend.max_outstanding.load(), 2);
+  server.Stop();
 }
 
 TEST(NbdExposureTest, ExposeWriteReadDetach) {

@@ -204,6 +204,7 @@ void Portal::OnConnectRequest(rdma::CmEvent& e) {
   uint8_t peer_flags = e.param.private_data.empty() ? 0 : e.param.private_data[0];
   bool send_inv = options_.send_with_invalidate && !(peer_flags & kIserCmSendWithInvNotSupported);
   IserConnectionOptions co = options_.iser;
+  co.write_base_is_first_solicited_byte |= options_.linux_write_base;
   // Our ORD may not exceed the initiator's IRD (RFC 6581 sec 8).
   co.ord = std::min<uint8_t>(co.ord, e.param.responder_resources);
   rdma::CmId* key = id.get();

@@ -37,6 +37,8 @@ struct PortalOptions {
   IserConnectionOptions iser;
   softiwarp::SoftIwarpOptions softiwarp;
   bool send_with_invalidate = true;  // use it when the initiator allows it
+  // See IserConnectionOptions::write_base_is_first_solicited_byte (Linux ib_iser).
+  bool linux_write_base = false;
   absl::Duration sniff_timeout = absl::Seconds(15);
 };
 

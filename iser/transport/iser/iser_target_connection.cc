@@ -117,7 +117,8 @@ void IserTargetConnection::SetEvents(target::TransportEvents* events) {
 }
 
 void IserTargetConnection::ApplyParams(const login::OperationalParams& params) {
-  tagged_solicited_only_ = params.tagged_buffer_for_solicited_data_only;
+  tagged_solicited_only_ = params.tagged_buffer_for_solicited_data_only ||
+                           options_.write_base_is_first_solicited_byte;
   max_outstanding_r2t_ = std::max<uint32_t>(1, params.max_outstanding_r2t);
   full_feature_ = true;
   if (!params.rdma_extensions)

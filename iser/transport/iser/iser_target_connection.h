@@ -55,6 +55,10 @@ struct IserConnectionOptions {
   uint32_t send_depth = 512;          // send queue slots; more waits in a FIFO
   uint8_t ord = 16;                   // outbound RDMA Reads outstanding
   uint8_t ird = 16;
+  // Linux ib_iser advertises the first solicited byte as the Write Base Offset without
+  // negotiating TaggedBufferForSolicitedDataOnly=Yes (and isert reads it that way):
+  // true treats every connection as if it had.
+  bool write_base_is_first_solicited_byte = false;
 };
 
 class IserTargetConnection final : public target::ConnectionTransport {

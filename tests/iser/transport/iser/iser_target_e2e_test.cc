@@ -33,7 +33,8 @@ std::vector<uint8_t> Rw10(uint8_t op, uint32_t lba, uint16_t blocks) {
 
 class IserTargetTest : public ::testing::Test {
  protected:
-  void StartTarget(PortalTransport transport = PortalTransport::kAny) {
+  void StartTarget(PortalTransport transport = PortalTransport::kAny,
+                   bool linux_write_base = false) {
     auto loop = EventLoop::Create();
     ASSERT_TRUE(loop.ok());
     loop_ = std::move(*loop);
@@ -53,6 +54,7 @@ class IserTargetTest : public ::testing::Test {
     ASSERT_TRUE(target_->AddNode(info, std::move(device)).ok());
     PortalOptions po;
     po.transport = transport;
+    po.linux_write_base = linux_write_base;
     auto portal = Portal::Create(loop_.get(), target_.get(), "127.0.0.1:0", po);
     ASSERT_TRUE(portal.ok()) << portal.status();
     portal_ = std::move(*portal);
@@ -213,6 +215,24 @@ TEST_F(IserTargetTest, ImmediateUnsolicitedAndSolicitedWriteData) {
   ExpectGood(rsp);
   EXPECT_EQ(0, std::memcmp(store_->data().data() + 100 * 512, ini->buf(), kLen));
   ExpectNoDataPdus(ini);
+}
+
+TEST_F(IserTargetTest, LinuxStyleWriteBaseStartsAtFirstSolicitedByte) {
+  StartTarget(PortalTransport::kAny, /*linux_write_base=*/true);
+  IserTestInitiator* ini = NewInitiator();
+  ASSERT_TRUE(ini->Connect(portal_->port()));
+  LoginReady(ini);
+  constexpr uint32_t kLen = 64 << 10;
+  for (size_t i = 0; i < kLen; ++i) ini->buf()[i] = static_cast<uint8_t>(i * 5 + 11);
+  // As ib_iser: 8 KiB immediate, write_va = addr + 8 KiB (the unsolicited size).
+  IserHeader h;
+  h.write_valid = true;
+  h.write_stag = ini->NewStag();
+  h.write_base = ini->base() + 8192;
+  std::string imm(reinterpret_cast<const char*>(ini->buf()), 8192);
+  ini->SendCommand(h, Rw10(0x2a, 300, kLen / 512), kLen, false, true, imm);
+  ExpectGood(ini->Receive());
+  EXPECT_EQ(0, std::memcmp(store_->data().data() + 300 * 512, ini->buf(), kLen));
 }
 
 TEST_F(IserTargetTest, SendWithInvalidateNotUsedWhenPeerForbidsIt) {

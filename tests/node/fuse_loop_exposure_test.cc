@@ -241,7 +241,7 @@ TEST_F(FuseLoopTest, FioVerifyAtQueueDepth32) {
   const std::string common =
       "fio --name=verify --filename=" + dev->device_path() +
       " --ioengine=libaio --direct=1 --iodepth=32 --size=128M --verify=crc32c"
-      " --do_verify=1 --verify_fatal=1 --error_dump=1";
+      " --do_verify=1 --verify_fatal=1 --error_dump=1 --verify_state_save=0";
   CommandResult rnd = RunCommand(common + " --rw=randwrite --bs=4k");
   EXPECT_EQ(rnd.exit_code, 0) << rnd.output;
   EXPECT_NE(rnd.output.find("err= 0"), std::string::npos) << rnd.output;
@@ -263,7 +263,8 @@ TEST_F(FuseLoopTest, AsyncBackendGetsQueueDepthAndErrorsPropagate) {
   ASSERT_NE(dev, nullptr);
   CommandResult fio = RunCommand("fio --name=async --filename=" + dev->device_path() +
                                  " --ioengine=libaio --direct=1 --iodepth=32 --size=64M"
-                                 " --rw=randwrite --bs=4k --verify=crc32c --verify_fatal=1");
+                                 " --rw=randwrite --bs=4k --verify=crc32c --verify_fatal=1"
+                                 " --verify_state_save=0");
   EXPECT_EQ(fio.exit_code, 0) << fio.output;
   // Replies are sent from the backend's completions, so the kernel's queue depth reaches
   // the backend even with a handful of FUSE threads.

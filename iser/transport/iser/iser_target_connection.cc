@@ -211,7 +211,10 @@ void IserTargetConnection::OnRecv(Wr* wr, uint32_t len) {
         static_cast<unsigned>(dsl))));
     return;
   }
-  if (events_ == nullptr) return;
+  if (events_ == nullptr) {
+    FailLater(absl::InternalError("iSER PDU before the connection core attached"));
+    return;
+  }
   if (full_feature_) ++ffp_pdus_;
   if (absl::Status s = events_->CheckHeader(p.bhs); !s.ok()) {
     Fail(s);

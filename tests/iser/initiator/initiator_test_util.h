@@ -52,10 +52,7 @@ class InProcessTarget {
     thread_ = std::thread([this] { loop_->Run(); });
   }
   ~InProcessTarget() {
-    Run([this] {
-      listener_.reset();
-      target_.reset();
-    });
+    DestroyTarget();
     loop_->Post([this] { loop_->Stop(); });
     thread_.join();
   }
@@ -70,7 +67,7 @@ class InProcessTarget {
       target_->Drain(absl::Seconds(5), [&] { drained.set_value(); });
     });
     drained.get_future().get();
-    Run([this] { target_.reset(); });
+    DestroyTarget();
     absl::SleepFor(down);
     Run([this] {
       MakeTarget();
@@ -95,6 +92,30 @@ class InProcessTarget {
   }
 
  public:
+
+  // Closes everything and destroys the Target after the connection teardown it deferred
+  // (Target::ConnectionClosed destroys connections in EventLoop::Defer; destroying the
+  // Target in the same batch would leave them pointing at it).
+  void DestroyTarget() {
+    Run([this] {
+      listener_.reset();
+      target_->CloseAllConnections();
+    });
+    for (int i = 0; i < 200; ++i) {
+      size_t n = 0;
+      Run([&] { n = target_->connection_count(); });
+      if (n == 0) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    std::promise<void> gone;
+    loop_->Post([&] {
+      loop_->Defer([&] {
+        target_.reset();
+        gone.set_value();
+      });
+    });
+    gone.get_future().get();
+  }
 
   // Runs `fn` on the target's loop thread and waits.
   void Run(std::function<void()> fn) {

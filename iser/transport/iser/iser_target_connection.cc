@@ -122,7 +122,8 @@ void IserTargetConnection::ApplyParams(const login::OperationalParams& params) {
   max_outstanding_r2t_ = std::max<uint32_t>(1, params.max_outstanding_r2t);
   full_feature_ = true;
   if (!params.rdma_extensions)
-    FailLater(absl::FailedPreconditionError("iSER connection logged in without RDMAExtensions=Yes"));
+    FailLater(
+        absl::FailedPreconditionError("iSER connection logged in without RDMAExtensions=Yes"));
 }
 
 void IserTargetConnection::OnCqEvent() {

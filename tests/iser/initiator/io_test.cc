@@ -185,3 +185,60 @@ TEST_F(InitiatorIo, CommandTimeoutAbortsTheTask) {
 
 }  // namespace
 }  // namespace iser::initiator
+
+namespace iser::initiator {
+namespace {
+
+// A stingy target: tiny window, no immediate or unsolicited data, small bursts and
+// segments, one R2T at a time. Everything must still work, within its limits (a command
+// beyond MaxCmdSN or a segment beyond MaxRecvDataSegmentLength would be refused).
+TEST(InitiatorIoStingyTarget, RespectsEveryLimit) {
+  testing::TargetSetup setup;
+  setup.options.queue_depth = 4;
+  setup.options.offer.immediate_data = false;
+  setup.options.offer.initial_r2t = true;
+  setup.options.offer.max_burst_length = 64 << 10;
+  setup.options.offer.first_burst_length = 16 << 10;
+  setup.options.offer.max_outstanding_r2t = 1;
+  setup.options.offer.target_max_recv_dsl = 8192;
+  testing::InProcessTarget target(setup);
+  auto ini = SyncInitiator::Connect(target.Config());
+  ASSERT_TRUE(ini.ok()) << ini.status();
+  const login::OperationalParams& p = (*ini)->session()->params();
+  EXPECT_FALSE(p.immediate_data);
+  EXPECT_TRUE(p.initial_r2t);
+  EXPECT_EQ(p.target_max_recv_dsl, 8192u);
+  auto lun = (*ini)->OpenLun(0);
+  ASSERT_TRUE(lun.ok()) << lun.status();
+  for (size_t bytes : {512ul, 8192ul, 8192ul + 512, 65536ul + 4096, 1048576ul}) {
+    std::vector<uint8_t> data = Pattern(bytes, bytes);
+    ASSERT_TRUE((*ini)->Write(*lun, 64, data).ok()) << bytes;
+    std::vector<uint8_t> back(bytes);
+    ASSERT_TRUE((*ini)->Read(*lun, 64, back).ok()) << bytes;
+    ASSERT_EQ(back, data) << bytes;
+  }
+  // 64 commands through a window of 4.
+  constexpr int kCount = 64;
+  std::vector<std::vector<uint8_t>> bufs;
+  for (int i = 0; i < kCount; ++i) bufs.push_back(Pattern(32768, 300 + i));
+  std::promise<void> all;
+  std::atomic<int> done{0}, failed{0};
+  (*ini)->RunOnLoop([&] {
+    for (int i = 0; i < kCount; ++i) {
+      (*lun)->Write(4096 + i * 64, bufs[i], [&](absl::Status s) {
+        if (!s.ok()) ++failed;
+        if (++done == kCount) all.set_value();
+      });
+    }
+  });
+  ASSERT_EQ(all.get_future().wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  EXPECT_EQ(failed, 0);
+  for (int i = 0; i < kCount; ++i) {
+    ASSERT_EQ(0, std::memcmp(target.store().data().data() + (4096 + i * 64) * 512, bufs[i].data(),
+                             bufs[i].size()))
+        << i;
+  }
+}
+
+}  // namespace
+}  // namespace iser::initiator

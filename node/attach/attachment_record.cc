@@ -109,6 +109,7 @@ std::string AttachmentRecord::ToJson() const {
     << "  \"exposure\": " << Quote(exposure) << ",\n"
     << "  \"fuse_mount_dir\": " << Quote(fuse_mount_dir) << ",\n"
     << "  \"fuse_file\": " << Quote(fuse_file) << ",\n"
+    << "  \"fuse_connection\": " << fuse_connection << ",\n"
     << "  \"fuse_fd\": " << fuse_fd << ",\n"
     << "  \"loop_fd\": " << loop_fd << ",\n"
     << "  \"started\": " << Quote(started) << "\n"
@@ -143,6 +144,7 @@ absl::StatusOr<AttachmentRecord> AttachmentRecord::FromJson(const std::string& t
   r.exposure = get("exposure");
   r.fuse_mount_dir = get("fuse_mount_dir");
   r.fuse_file = get("fuse_file");
+  r.fuse_connection = static_cast<uint64_t>(num("fuse_connection", 0));
   r.fuse_fd = static_cast<int>(num("fuse_fd", -1));
   r.loop_fd = static_cast<int>(num("loop_fd", -1));
   r.started = get("started");

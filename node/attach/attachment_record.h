@@ -32,6 +32,9 @@ struct AttachmentRecord {
   std::string exposure = "fuse_loop";
   std::string fuse_mount_dir;
   std::string fuse_file;
+  // The FUSE connection's id under /sys/fs/fuse/connections (0: unknown); a stuck
+  // attachment is aborted there.
+  uint64_t fuse_connection = 0;
   int fuse_fd = -1;  // in the serving process
   int loop_fd = -1;
   std::string started;  // RFC 3339 UTC

@@ -17,6 +17,7 @@
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -49,7 +50,7 @@ constexpr char kUsage[] =
     "                   [--transport tcp] [--state-dir DIR] [--log-file FILE]\n"
     "                   [--foreground] [--replacement-timeout SECS] [--verbose]\n"
     "       iser-attach --list [--state-dir DIR]\n"
-    "       iser-attach --detach DEVICE [--state-dir DIR] [--timeout SECS]\n";
+    "       iser-attach --detach DEVICE [--state-dir DIR] [--timeout SECS] [--force]\n";
 
 struct Flags {
   enum class Mode { kAttach, kList, kDetach } mode = Mode::kAttach;
@@ -65,6 +66,7 @@ struct Flags {
   bool verbose = false;
   int replacement_timeout_s = 120;
   int timeout_s = 60;
+  bool force = false;
 };
 
 [[noreturn]] void Die(int code, const std::string& msg) {
@@ -116,6 +118,8 @@ Flags ParseFlags(int argc, char** argv) {
       f.replacement_timeout_s = static_cast<int>(number());
     } else if (a == "--timeout") {
       f.timeout_s = static_cast<int>(number());
+    } else if (a == "--force") {
+      f.force = true;
     } else if (a == "--list") {
       list = true;
     } else if (a == "--detach") {
@@ -277,6 +281,10 @@ int Serve(const Flags& f, int report_fd) {
   rec.tsih = st.tsih;
   rec.fuse_mount_dir = h.mount_dir;
   rec.fuse_file = h.file_path;
+  struct stat mst;
+  if (stat(h.mount_dir.c_str(), &mst) == 0 && major(mst.st_dev) == 0) {
+    rec.fuse_connection = minor(mst.st_dev);
+  }
   rec.fuse_fd = h.fuse_fd;
   rec.loop_fd = h.loop_fd;
   rec.started = NowUtc();
@@ -355,6 +363,16 @@ int Attach(const Flags& f) {
     dup2(log, 2);
     if (null > 2) close(null);
     if (log > 2) close(log);
+    // Keep only stdio and the report pipe (moved to fd 3): a caller's pipes must not
+    // stay open in the daemon.
+    int report = fds[1];
+    if (report != 3) {
+      dup2(report, 3);
+      close(report);
+      report = 3;
+    }
+    close_range(4, ~0U, 0);
+    fds[1] = report;
     if (chdir("/") != 0) {
     }
     std::_Exit(Serve(f, fds[1]));
@@ -397,6 +415,29 @@ int List(const Flags& f) {
   return 0;
 }
 
+// Aborts the attachment's FUSE connection (fusectl), so that a serving process stuck
+// behind its own device (or gone) stops holding I/O, then removes what is left.
+void ForceCleanup(const AttachmentRecord& rec, const std::string& record_path) {
+  if (rec.fuse_connection != 0) {
+    std::string conn = absl::StrCat("/sys/fs/fuse/connections/", rec.fuse_connection);
+    struct stat sb;
+    if (stat(conn.c_str(), &sb) != 0) {
+      mount("fusectl", "/sys/fs/fuse/connections", "fusectl", 0, nullptr);
+    }
+    std::ofstream(conn + "/abort") << "1";
+  }
+  if (Alive(rec.pid)) kill(static_cast<pid_t>(rec.pid), SIGKILL);
+  for (int i = 0; i < 250 && Alive(rec.pid); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (!rec.fuse_mount_dir.empty()) {
+    umount2(rec.fuse_mount_dir.c_str(), MNT_DETACH);
+    rmdir(rec.fuse_mount_dir.c_str());
+  }
+  unlink(record_path.c_str());
+  unlink((record_path + ".detach-error").c_str());
+}
+
 int Detach(const Flags& f) {
   std::string device = f.device;
   if (device.find('/') == std::string::npos) device = "/dev/" + device;
@@ -409,13 +450,8 @@ int Detach(const Flags& f) {
     Die(1, std::string(rec.status().message()));
   }
   if (!Alive(rec->pid)) {
-    // The serving process died: clean up what it left behind.
-    if (!rec->fuse_mount_dir.empty()) {
-      umount2(rec->fuse_mount_dir.c_str(), MNT_DETACH);
-      rmdir(rec->fuse_mount_dir.c_str());
-    }
-    unlink(path.c_str());
-    std::fprintf(stderr, "iser-attach: %s: serving process %lld is gone; removed its record\n",
+    ForceCleanup(*rec, path);
+    std::fprintf(stderr, "iser-attach: %s: serving process %lld is gone; cleaned up after it\n",
                  device.c_str(), static_cast<long long>(rec->pid));
     return 0;
   }
@@ -427,21 +463,31 @@ int Detach(const Flags& f) {
     Die(1, absl::StrCat("signal pid ", rec->pid, ": ", std::strerror(errno)));
   }
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(f.timeout_s);
+  std::string why;
   while (std::chrono::steady_clock::now() < deadline) {
     struct stat sb;
     bool record_gone = stat(path.c_str(), &sb) != 0;
     if (record_gone && !Alive(rec->pid)) return 0;
     if (stat(error_path.c_str(), &sb) == 0) {
       std::ifstream in(error_path);
-      std::string why;
       std::getline(in, why);
       unlink(error_path.c_str());
-      Die(1, absl::StrCat("detach ", device, ": ", why));
+      break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  Die(1, absl::StrCat("detach ", device, ": pid ", rec->pid, " did not finish within ", f.timeout_s,
-                      " s"));
+  if (why.empty()) {
+    why = absl::StrCat("pid ", rec->pid, " did not finish within ", f.timeout_s, " s");
+  }
+  if (f.force) {
+    ForceCleanup(*rec, path);
+    std::fprintf(stderr,
+                 "iser-attach: detach %s: %s; forced (FUSE connection aborted, pid %lld "
+                 "killed)\n",
+                 device.c_str(), why.c_str(), static_cast<long long>(rec->pid));
+    return 0;
+  }
+  Die(1, absl::StrCat("detach ", device, ": ", why, " (--force aborts it)"));
 }
 
 }  // namespace

@@ -55,26 +55,24 @@ LUN=0
 TARGET_EXTRA=()
 
 cleanup() {
-  local rc=$? r dev pid dir
+  local rc=$? r dev pid m
   trap - EXIT INT TERM
   set +e
+  # fio first (it may hold the device); it may be stuck until the attachment goes away.
+  if [[ -n ${FIO_PID:-} ]]; then pkill -KILL -P "$FIO_PID" 2>/dev/null; kill -KILL "$FIO_PID" 2>/dev/null; fi
   while mountpoint -q "$MNT" 2>/dev/null; do umount "$MNT" || umount -l "$MNT"; done
   for r in "$STATE"/*.json; do
     [[ -e $r ]] || continue
     dev=$(sed -n 's/.*"device": "\(.*\)".*/\1/p' "$r")
-    echo "cleanup: detaching leftover $dev"
+    pid=$(sed -n 's/.*"pid": \([0-9]*\).*/\1/p' "$r")
+    echo "cleanup: detaching leftover $dev (pid $pid)"
     for m in $(awk -v d="$dev" '$1 == d {print $2}' /proc/self/mounts); do umount -l "$m"; done
-    if ! timeout 30 "$ATTACH" --state-dir "$STATE" --detach "$dev" --timeout 20; then
-      pid=$(sed -n 's/.*"pid": \([0-9]*\).*/\1/p' "$r")
-      dir=$(sed -n 's/.*"fuse_mount_dir": "\(.*\)".*/\1/p' "$r")
-      [[ -n $pid ]] && kill -KILL "$pid" 2>/dev/null
-      sleep 0.2
-      [[ -n $dir ]] && { umount -l "$dir"; rmdir "$dir"; }
-      losetup -d "$dev" 2>/dev/null
-      rm -f "$r"
-    fi
+    # --force: abort the FUSE connection and kill the server if a clean detach hangs.
+    timeout 60 "$ATTACH" --state-dir "$STATE" --detach "$dev" --timeout 10 --force
+    [[ -n $pid ]] && kill -KILL "$pid" 2>/dev/null
+    rm -f "$r"
   done
-  if [[ -n ${FIO_PID:-} ]]; then kill -KILL "$FIO_PID" 2>/dev/null; wait "$FIO_PID" 2>/dev/null; fi
+  if [[ -n ${FIO_PID:-} ]]; then wait "$FIO_PID" 2>/dev/null; fi
   if [[ -n $ISER_TARGET_PID ]]; then iser_target_stop; fi
   tgt_stop
   if [[ $rc -ne 0 && $rc -ne 77 ]]; then
@@ -110,15 +108,25 @@ attach() {   # prints the device path; extra args are passed through
   tail -1 <<<"$out"
 }
 
+fuse_dir_of() { sed -n 's/.*"fuse_mount_dir": "\(.*\)".*/\1/p' "$STATE/$(basename "$1").json"; }
+
 detach() {
+  local dir
+  dir=$(fuse_dir_of "$1")
   "$ATTACH" --state-dir "$STATE" --detach "$1" || fail "detach $1 failed"
+  detach_checks "$1" "$dir"
+}
+
+detach_checks() {   # device, its FUSE mount dir
   [[ ! -e $STATE/$(basename "$1").json ]] || fail "record of $1 left behind"
-  if losetup -l -n -O NAME,BACK-FILE 2>/dev/null | grep -q "iser-fuse"; then
-    losetup -l -n -O NAME,BACK-FILE | grep "iser-fuse" | grep -q "^$1 " &&
-      fail "$1 still bound to its FUSE file after detach"
+  [[ -n $2 ]] || fail "no FUSE mount dir recorded for $1"
+  if losetup -l -n -O NAME,BACK-FILE | grep -qF "$2/"; then
+    fail "a loop device is still bound to $2/lun after detach"
   fi
+  if awk '{print $2}' /proc/self/mounts | grep -qxF "$2"; then fail "FUSE still mounted at $2"; fi
+  [[ ! -e $2 ]] || fail "FUSE mount dir $2 left behind"
   if awk '{print $2}' /proc/self/mounts | grep -q "^$WORK"; then fail "mounts left under $WORK"; fi
-  log "detached $1"
+  log "detached $1 (no loop binding, no FUSE mount, no record)"
 }
 
 check_blockdev() {
@@ -251,6 +259,18 @@ case_errors() {
   umount "$MNT"
   detach "$dev"
   "$ATTACH" --state-dir "$STATE" --list | grep -q "no attachments" || fail "--list not empty"
+  # A serving process that died: --list says stale, --detach cleans up after it.
+  dev=$(attach --chap-user alice --chap-secret alice-secret-12) || fail "attach failed"
+  local pid
+  pid=$(sed -n 's/.*"pid": \([0-9]*\).*/\1/p' "$STATE/$(basename "$dev").json")
+  local fdir
+  fdir=$(fuse_dir_of "$dev")
+  kill -KILL "$pid"
+  for _ in $(seq 50); do alive "$pid" || break; sleep 0.1; done
+  "$ATTACH" --state-dir "$STATE" --list | tee "$WORK/list.out"
+  grep -q "^$dev .*stale" "$WORK/list.out" || fail "--list does not show $dev as stale"
+  "$ATTACH" --state-dir "$STATE" --detach "$dev" || fail "detach of a stale attachment"
+  detach_checks "$dev" "$fdir"
   log "PASS errors"
 }
 

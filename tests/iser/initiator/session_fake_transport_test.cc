@@ -24,9 +24,15 @@ struct SentPdu {
 
 class FakeTransport : public InitiatorTransport {
  public:
-  explicit FakeTransport(login::OperationalParams offer, uint32_t window)
-      : window_(window),
+  // `slot` points at the test's pointer to this transport; cleared when the session
+  // destroys it. `aborted` outlives it.
+  FakeTransport(login::OperationalParams offer, uint32_t window, FakeTransport** slot,
+                bool* aborted)
+      : aborted_(aborted), slot_(slot), window_(window),
         negotiator_(MakeConfig(offer), /*leading=*/true) {}
+  ~FakeTransport() override {
+    if (*slot_ == this) *slot_ = nullptr;
+  }
 
   static login::TargetLoginConfig MakeConfig(login::OperationalParams offer) {
     login::TargetLoginConfig c;
@@ -68,7 +74,7 @@ class FakeTransport : public InitiatorTransport {
       length -= seg;
     }
   }
-  void Abort(const absl::Status&) override { aborted = true; }
+  void Abort(const absl::Status&) override { *aborted_ = true; }
 
   // Plays a target PDU (StatSN/ExpCmdSN/MaxCmdSN filled in unless `keep_sns`).
   void Deliver(Bhs bhs, std::vector<uint8_t> data = {}, bool advance_stat_sn = true) {
@@ -93,7 +99,6 @@ class FakeTransport : public InitiatorTransport {
   void set_window(uint32_t w) { window_ = w; }
 
   std::vector<SentPdu> sent;
-  bool aborted = false;
   uint32_t stat_sn = 100;
   uint32_t exp_cmd_sn = 1;
 
@@ -123,6 +128,8 @@ class FakeTransport : public InitiatorTransport {
   std::vector<std::function<void()>> loop_events_;
 
  private:
+  bool* aborted_;
+  FakeTransport** slot_;
   uint32_t window_;
   login::TargetNegotiator negotiator_;
   InitiatorTransportEvents* events_ = nullptr;
@@ -164,7 +171,11 @@ class SessionWire : public ::testing::Test {
     c.nop_interval = absl::ZeroDuration();
     c.transport_factory = [this, offer, window](EventLoop*, const std::string&, absl::Duration,
                                                 TransportConnectCallback done) {
-      auto t = std::make_unique<FakeTransport>(offer, window);
+      if (connects_++ > 0) {  // a reconnect: this test's target is gone
+        done(absl::UnavailableError("fake target gone"));
+        return;
+      }
+      auto t = std::make_unique<FakeTransport>(offer, window, &fake_, &aborted_);
       fake_ = t.get();
       done(std::unique_ptr<InitiatorTransport>(std::move(t)));
     };
@@ -204,6 +215,8 @@ class SessionWire : public ::testing::Test {
   std::thread thread_;
   std::unique_ptr<Session> session_;
   FakeTransport* fake_ = nullptr;
+  bool aborted_ = false;
+  int connects_ = 0;
 };
 
 TEST_F(SessionWire, NeverSendsBeyondMaxCmdSnAndQueuesTheRest) {
@@ -402,8 +415,10 @@ TEST_F(SessionWire, R2tBeyondTheBufferDropsTheConnection) {
     r2t.set_u32(pdu::field::kDesiredLength, 8192);
     fake_->Deliver(r2t, {}, false);
   });
-  EXPECT_TRUE(fake_->aborted);
-  EXPECT_FALSE(session_->logged_in());
+  EXPECT_TRUE(aborted_);
+  bool logged_in = true;
+  OnLoop([&] { logged_in = session_->logged_in(); });
+  EXPECT_FALSE(logged_in);
 }
 
 }  // namespace

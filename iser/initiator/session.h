@@ -77,6 +77,8 @@ class Session final : public InitiatorTransportEvents {
   void Submit(ScsiCommand command, ScsiCallback done);
 
   // Task management (RFC 7143 sec 11.5): e.g. kLogicalUnitReset with ref_itt ignored.
+  // Commands a completed LUN-wide function (LUN reset, abort/clear task set) ended at the
+  // target are reissued, not failed.
   void TaskManagement(pdu::TmfFunction function, uint64_t lun, uint32_t ref_itt,
                       absl::AnyInvocable<void(absl::StatusOr<pdu::TmfResponse>)> done);
 
@@ -146,6 +148,7 @@ class Session final : public InitiatorTransportEvents {
   void HandleR2t(const pdu::Bhs& bhs);
   void OnCommandTimeout(uint32_t itt);
   void RequeueIssued();
+  void RequeueAborted(uint64_t lun, uint32_t before_cmd_sn);
 
   // Control PDUs (session_control.cc).
   uint32_t NextItt();

@@ -1,6 +1,7 @@
 // Control PDUs: the receive dispatch, NOP keep-alive, task management, text
 // (SendTargets), Async messages and Rejects.
 #include <algorithm>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "iser/base/logging.h"
@@ -183,11 +184,37 @@ void Session::TaskManagement(pdu::TmfFunction function, uint64_t lun, uint32_t r
       BeginRecovery(absl::DeadlineExceededError("task management request not answered"));
     }
   });
-  SendControl(std::move(p), [this, timer, shared_done](absl::StatusOr<pdu::ReceivedPdu> rsp) {
+  uint32_t tmf_cmd_sn = cmd_sn_;
+  SendControl(std::move(p), [this, timer, shared_done, function, lun, tmf_cmd_sn](
+                                absl::StatusOr<pdu::ReceivedPdu> rsp) {
     loop_->CancelTimer(timer);
     if (!rsp.ok()) return (*shared_done)(rsp.status());
-    (*shared_done)(static_cast<pdu::TmfResponse>(rsp->bhs.byte(2)));
+    auto response = static_cast<pdu::TmfResponse>(rsp->bhs.byte(2));
+    bool lun_wide = function == pdu::TmfFunction::kLogicalUnitReset ||
+                    function == pdu::TmfFunction::kAbortTaskSet ||
+                    function == pdu::TmfFunction::kClearTaskSet;
+    if (lun_wide && response == pdu::TmfResponse::kComplete) RequeueAborted(lun, tmf_cmd_sn);
+    (*shared_done)(response);
+    Pump();
   });
+}
+
+void Session::RequeueAborted(uint64_t lun, uint32_t before_cmd_sn) {
+  // The target ended these commands without a response; they never completed for the
+  // caller, so they go out again (as a SCSI initiator retries after a reset).
+  std::vector<Task*> aborted;
+  for (auto& [itt, task] : tasks_) {
+    Task& t = *task;
+    if (!t.issued || t.command.lun != lun || !pdu::SnLess(t.cmd_sn, before_cmd_sn)) continue;
+    CancelTimer(&t.timer);
+    t.issued = false;
+    t.aborting = false;
+    --in_flight_;
+    if (transport_) transport_->ReleaseTask(t.io);
+    aborted.push_back(&t);
+  }
+  std::sort(aborted.begin(), aborted.end(), [](Task* a, Task* b) { return a->order > b->order; });
+  for (Task* t : aborted) pending_.push_front(t);
 }
 
 void Session::SendTextRequest(std::string text, uint32_t ttt,

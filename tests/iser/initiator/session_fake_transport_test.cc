@@ -397,6 +397,48 @@ TEST_F(SessionWire, AnswersTargetNopInWithEcho) {
   EXPECT_EQ(outs[0].data, (std::vector<uint8_t>{'p', 'i', 'n', 'g'}));
 }
 
+TEST_F(SessionWire, LunResetReissuesTheCommandsItEnded) {
+  LogIn(Offer(), 16);
+  int completions = 0;
+  OnLoop([&] {
+    for (uint64_t lun : {0, 1}) {
+      ScsiCommand c;
+      c.lun = lun;
+      session_->Submit(c, [&](absl::StatusOr<ScsiResult> r) {
+        EXPECT_TRUE(r.ok());
+        ++completions;
+      });
+    }
+  });
+  auto cmds = Sent(Opcode::kScsiCommand);
+  ASSERT_EQ(cmds.size(), 2u);
+  absl::StatusOr<pdu::TmfResponse> tmf = absl::UnknownError("pending");
+  OnLoop([&] {
+    session_->TaskManagement(pdu::TmfFunction::kLogicalUnitReset, 0, 0,
+                             [&](absl::StatusOr<pdu::TmfResponse> r) { tmf = r; });
+  });
+  auto tmfs = Sent(Opcode::kTaskMgmtRequest);
+  ASSERT_EQ(tmfs.size(), 1u);
+  EXPECT_EQ(tmfs[0].bhs.flags() & 0x7f, static_cast<uint8_t>(pdu::TmfFunction::kLogicalUnitReset));
+  OnLoop([&] {
+    Bhs rsp = Bhs::Make(Opcode::kTaskMgmtResponse);
+    rsp.set_itt(tmfs[0].bhs.itt());
+    fake_->Deliver(rsp);
+  });
+  ASSERT_TRUE(tmf.ok());
+  EXPECT_EQ(*tmf, pdu::TmfResponse::kComplete);
+  // LUN 0's command went out again with a new CmdSN; LUN 1's was left alone.
+  cmds = Sent(Opcode::kScsiCommand);
+  ASSERT_EQ(cmds.size(), 3u);
+  EXPECT_EQ(cmds[2].bhs.itt(), cmds[0].bhs.itt());
+  EXPECT_EQ(cmds[2].bhs.cmd_sn(), cmds[1].bhs.cmd_sn() + 1);
+  OnLoop([&] {
+    fake_->Deliver(ScsiResponse(cmds[1].bhs.itt(), 0));
+    fake_->Deliver(ScsiResponse(cmds[2].bhs.itt(), 0));
+  });
+  EXPECT_EQ(completions, 2);
+}
+
 TEST_F(SessionWire, R2tBeyondTheBufferDropsTheConnection) {
   LogIn(Offer(), 16);
   std::vector<uint8_t> data(4096);

@@ -16,7 +16,7 @@
 
 namespace iser::transport {
 namespace {
-constexpr size_t kStagingSize = 256 << 10;
+constexpr size_t kStagingSize = 32 << 10;
 constexpr size_t kDirectThreshold = 16 << 10;
 constexpr uint32_t kLoginMaxSegment = 64 << 10;
 constexpr int kMaxIov = 256;
@@ -164,7 +164,7 @@ void TcpInitiatorConnection::HandleReadable() {
         absl::Status s = reader_.DirectAdvance(static_cast<size_t>(n), &complete);
         if (!s.ok()) return Fail(s);
         if (complete) Deliver();
-        if (static_cast<size_t>(n) < direct.size()) return;
+        continue;  // the rest of the segment may be in already: read until EAGAIN
         continue;
       }
       if (n == 0) return Fail(absl::UnavailableError("connection closed by target"));

@@ -193,7 +193,7 @@ case_fault() {
   log "attached: $DEV"
   # verify_backlog: fio reads back and checks what it wrote every 2048 writes, so the job
   # writes and verifies throughout, and everything is verified again at the end.
-  run_fio fault --rw=randwrite --bs=4k --size=192M --verify_backlog=2048 &
+  run_fio fault --rw=randwrite --bs=4k --size=256M --verify_backlog=2048 &
   FIO_PID=$!
   sleep 1.5
   alive "$FIO_PID" || fail "fio finished before the fault; make the job longer"

@@ -13,7 +13,7 @@ PACKAGES=(
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev libssl-dev libisal-dev
   liburing-dev libfuse3-dev fuse3 libibverbs-dev librdmacm-dev
   # peers and tools used by tests, demo and benchmarks
-  libiscsi-bin tgt fio iperf3 e2fsprogs util-linux procps git ca-certificates python3
+  libiscsi-bin tgt fio iperf3 e2fsprogs util-linux procps iproute2 git ca-certificates python3
 )
 
 missing=()

@@ -64,6 +64,11 @@ struct SessionState {
 
   std::string Serialize() const;
   static absl::StatusOr<SessionState> Parse(const std::string& text);
+
+  // The config a new process uses to take the session over: same portal, names and
+  // ISID (so logging in reinstates it), the digests and limits that were negotiated.
+  // Credentials and the transport factory are not part of the state: add them.
+  SessionConfig ToConfig() const;
 };
 
 }  // namespace iser::initiator

@@ -49,6 +49,17 @@ std::string SessionState::Serialize() const {
   return out;
 }
 
+SessionConfig SessionState::ToConfig() const {
+  SessionConfig c;
+  c.portal = portal;
+  c.initiator_name = initiator_name;
+  c.target_name = target_name;
+  c.isid = isid;
+  c.header_digest = params.header_digest;
+  c.data_digest = params.data_digest;
+  return c;
+}
+
 absl::StatusOr<SessionState> SessionState::Parse(const std::string& text) {
   SessionState s;
   std::istringstream in(text);

@@ -149,6 +149,26 @@ TEST(SessionState, SerializesAndParses) {
   EXPECT_EQ(parsed->isid, s.isid);
   EXPECT_EQ(parsed->params.max_burst_length, s.params.max_burst_length);
   EXPECT_FALSE(SessionState::Parse("portal=x\nbogus=1\n").ok());
+
+  // A new "process" takes the session over from the state, with the same ISID (the
+  // first one is gone; two live sessions with one ISID would keep reinstating each other).
+  ini->reset();
+  SessionConfig c = parsed->ToConfig();
+  c.transport_factory = transport::TcpTransportFactory();
+  auto second = SyncInitiator::Connect(c);
+  ASSERT_TRUE(second.ok()) << second.status();
+  SessionState s2;
+  (*second)->RunOnLoop([&] { s2 = (*second)->session()->state(); });
+  EXPECT_EQ(s2.isid, s.isid);
+  size_t sessions = 0;
+  for (int i = 0; i < 100; ++i) {
+    target.Run([&] { sessions = target.target().session_count(); });
+    if (sessions == 1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(sessions, 1u);
+  auto lun = (*second)->OpenLun(0);
+  ASSERT_TRUE(lun.ok()) << lun.status();
 }
 
 }  // namespace

@@ -222,6 +222,9 @@ void Report(int fd, const std::string& line) {
 
 // The serving process: attach, expose, record, wait for a signal, detach.
 int Serve(const Flags& f, int report_fd) {
+  // A caller that went away before the report must not kill the attachment (the record
+  // is written by then; --list / --detach find it).
+  signal(SIGPIPE, SIG_IGN);
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);

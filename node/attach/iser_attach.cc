@@ -250,6 +250,11 @@ int Serve(const Flags& f, int report_fd) {
     if (s.code() == absl::StatusCode::kNotFound) {
       Report(report_fd, absl::StrCat("ERR target ", f.target, " has no LUN ", f.lun, ": ",
                                      std::string(s.message())));
+    } else if (s.code() == absl::StatusCode::kInvalidArgument) {
+      // E.g. tgt's LUN 0, the controller: TEST UNIT READY passes, READ CAPACITY does not.
+      Report(report_fd, absl::StrCat("ERR target ", f.target, " LUN ", f.lun,
+                                     " is not a block device (READ CAPACITY refused): ",
+                                     std::string(s.message())));
     } else {
       Report(report_fd, "ERR " + Explain(f, s));
     }

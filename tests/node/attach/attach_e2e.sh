@@ -242,7 +242,18 @@ expect_error() {   # expected-text, args...
   grep -qi -- "$want" <<<"$out" || fail "expected '$want' in: $out"
 }
 
+case_errors_tgt() {
+  start_peer
+  local p="127.0.0.1:$PORT"
+  expect_error "no target" --portal "$p" --target iqn.2026-11.org.iser-csi:nope --lun 1
+  expect_error "no LUN 5" --portal "$p" --target "$IQN" --lun 5
+  expect_error "not a block device" --portal "$p" --target "$IQN" --lun 0
+  [[ $(ls -A "$STATE") == "" ]] || fail "failed attaches left records: $(ls -A "$STATE")"
+  log "PASS errors (tgt)"
+}
+
 case_errors() {
+  [[ $PEER == tgt ]] && { case_errors_tgt; return; }
   TARGET_EXTRA=(--chap-user alice --chap-secret alice-secret-12 --mutual-chap-user tgt
     --mutual-chap-secret target-secret-1)
   start_peer

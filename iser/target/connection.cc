@@ -18,11 +18,11 @@ const char* TransportKindName(TransportKind kind) {
 }
 
 Connection::Connection(Target* target, std::unique_ptr<ConnectionTransport> transport, uint64_t id)
-    : target_(target), transport_(std::move(transport)), id_(id) {}
+    : target_(target), loop_(target->loop()), transport_(std::move(transport)), id_(id) {}
 
 Connection::~Connection() {
-  if (nop_timer_ != 0) target_->loop()->CancelTimer(nop_timer_);
-  if (login_timer_ != 0) target_->loop()->CancelTimer(login_timer_);
+  if (nop_timer_ != 0) loop_->CancelTimer(nop_timer_);
+  if (login_timer_ != 0) loop_->CancelTimer(login_timer_);
 }
 
 void Connection::Start() {

@@ -94,6 +94,8 @@ class Connection : public TransportEvents {
   void SendCheckCondition(uint32_t itt, std::vector<uint8_t> sense);
 
   Target* target_;
+  // Kept apart from target_: the connection may be freed (deferred) after the Target.
+  EventLoop* loop_;
   std::unique_ptr<ConnectionTransport> transport_;
   uint64_t id_;
   Phase phase_ = Phase::kLogin;

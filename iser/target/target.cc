@@ -28,6 +28,8 @@ Target::Target(EventLoop* loop, TargetOptions options)
     : loop_(loop), options_(std::move(options)) {}
 
 Target::~Target() {
+  if (drain_deadline_timer_ != 0) loop_->CancelTimer(drain_deadline_timer_);
+  if (drain_poll_timer_ != 0) loop_->CancelTimer(drain_poll_timer_);
   // Connections reference sessions and the loop; tear them down first.
   for (auto& [ptr, conn] : connections_) conn->DetachFromSession();
   connections_.clear();
@@ -209,27 +211,29 @@ void Target::Drain(absl::Duration deadline, std::function<void()> done) {
   draining_ = true;
   drained_ = std::move(done);
   for (auto& [ptr, conn] : connections_) conn->RequestLogout(0);
-  loop_->RunAfter(deadline, [this] {
+  drain_deadline_timer_ = loop_->RunAfter(deadline, [this] {
+    drain_deadline_timer_ = 0;
     if (!drained_) return;
     ISER_LOG(kWarning, "drain deadline passed; closing %zu connections", connections_.size());
     CloseAllConnections();
     orphans_.clear();
     CheckDrained();
   });
-  // Poll for in-flight commands to finish, then close what is left.
-  auto poll = std::make_shared<std::function<void()>>();
-  *poll = [this, poll] {
-    if (!drained_) return;
-    size_t in_flight = orphans_.size();
-    for (auto& [id, s] : sessions_) in_flight += s->tasks.size();
-    if (in_flight == 0) {
-      CloseAllConnections();
-      CheckDrained();
-      return;
-    }
-    loop_->RunAfter(absl::Milliseconds(10), *poll);
-  };
-  loop_->Defer(*poll);
+  DrainPoll();
+}
+
+// Polls for in-flight commands to finish, then closes what is left.
+void Target::DrainPoll() {
+  drain_poll_timer_ = 0;
+  if (!drained_) return;
+  size_t in_flight = orphans_.size();
+  for (auto& [id, s] : sessions_) in_flight += s->tasks.size();
+  if (in_flight == 0) {
+    CloseAllConnections();
+    CheckDrained();
+    return;
+  }
+  drain_poll_timer_ = loop_->RunAfter(absl::Milliseconds(10), [this] { DrainPoll(); });
 }
 
 void Target::CheckDrained() {
@@ -237,6 +241,10 @@ void Target::CheckDrained() {
   if (!connections_.empty() || !orphans_.empty()) return;
   auto done = std::move(drained_);
   drained_ = nullptr;
+  if (drain_deadline_timer_ != 0) {
+    loop_->CancelTimer(drain_deadline_timer_);
+    drain_deadline_timer_ = 0;
+  }
   loop_->Defer(std::move(done));
 }
 

@@ -91,6 +91,7 @@ class Target {
 
  private:
   void CheckDrained();
+  void DrainPoll();
 
   EventLoop* loop_;
   TargetOptions options_;
@@ -103,6 +104,8 @@ class Target {
   uint16_t next_tsih_ = 1;
   bool draining_ = false;
   std::function<void()> drained_;
+  EventLoop::TimerId drain_deadline_timer_ = 0;
+  EventLoop::TimerId drain_poll_timer_ = 0;
 };
 
 }  // namespace iser::target

@@ -184,7 +184,12 @@ void PduStream::Flush() {
       add(w.pdu.data.data(), w.pdu.data.size());
       add(w.trailer, w.trailer_len);
     }
-    ssize_t n = ::writev(fd_.get(), iov, n_iov);
+    // sendmsg rather than writev: MSG_NOSIGNAL keeps a vanished peer from raising SIGPIPE
+    // in a process that has not ignored it (library users, tests).
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = static_cast<size_t>(n_iov);
+    ssize_t n = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -194,7 +199,7 @@ void PduStream::Flush() {
         }
         return;
       }
-      return Close(absl::UnavailableError(absl::StrCat("writev: ", std::strerror(errno))));
+      return Close(absl::UnavailableError(absl::StrCat("sendmsg: ", std::strerror(errno))));
     }
     bytes_sent_ += static_cast<uint64_t>(n);
     size_t done = front_sent_ + static_cast<size_t>(n);

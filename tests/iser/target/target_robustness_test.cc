@@ -1,5 +1,6 @@
 // The target under hostile or broken initiators: every bad PDU is answered with a Reject
 // or closes that one connection, and the target keeps serving everyone else.
+#include <future>
 #include <thread>
 
 #include "gtest/gtest.h"
@@ -53,7 +54,7 @@ class TargetFixture : public ::testing::Test {
   void TearDown() override {
     loop_->Post([this] {
       listener_.reset();
-      target_.reset();
+      target_.reset();  // may already be gone
       loop_->Stop();
     });
     thread_.join();
@@ -241,6 +242,24 @@ TEST_F(TargetFixture, UnknownTargetNameIsRefused) {
   EXPECT_FALSE(i.Login("iqn.2026-11.org.iser-csi:nope"));
   EXPECT_TRUE(i.WaitClosed());
   ExpectTargetStillServes();
+}
+
+// Regression: a Target destroyed in the same loop round as a connection's deferred free
+// (and with a drain in progress) must not be touched by that free or by drain timers.
+TEST_F(TargetFixture, TargetDestroyedRightAfterConnectionsCloseAndDrainStarts) {
+  RawInitiator i(port_);
+  ASSERT_TRUE(i.Login(kIqn));
+  std::promise<void> done;
+  loop_->Post([this, &done] {
+    target_->Drain(absl::Seconds(5), [] {});
+    target_->CloseAllConnections();  // frees are deferred to the end of this round
+    listener_.reset();
+    target_.reset();
+    // Let the deferred frees and any timer that was armed run against the dead target.
+    loop_->RunAfter(absl::Milliseconds(50), [&done] { done.set_value(); });
+  });
+  EXPECT_EQ(done.get_future().wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  EXPECT_TRUE(i.WaitClosed());
 }
 
 }  // namespace

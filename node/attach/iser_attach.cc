@@ -334,6 +334,13 @@ int Attach(const Flags& f) {
   if (f.verbose) SetLogLevel(LogLevel::kDebug);
   if (absl::Status s = MakeDirs(f.state_dir); !s.ok()) Die(1, std::string(s.message()));
   if (f.foreground) {
+    // Block the signals Serve() waits for before the printer thread exists.
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) != 0) Die(1, "pipe failed");
     std::thread printer([r = fds[0]] {

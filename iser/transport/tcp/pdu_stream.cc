@@ -12,7 +12,6 @@
 
 namespace iser::transport {
 namespace {
-constexpr size_t kStagingSize = 256 << 10;
 // A data-segment remainder at least this large is received in place, not via staging.
 constexpr size_t kDirectThreshold = 16 << 10;
 // Login PDUs are limited to 8192 bytes of data (RFC 7143 sec 13.12); be lenient.
@@ -20,9 +19,10 @@ constexpr uint32_t kLoginMaxSegment = 64 << 10;
 constexpr int kMaxIov = 256;
 }  // namespace
 
-PduStream::PduStream(EventLoop* loop, UniqueFd fd, std::vector<uint8_t> preread)
+PduStream::PduStream(EventLoop* loop, UniqueFd fd, std::vector<uint8_t> preread,
+                     size_t staging_bytes)
     : loop_(loop), fd_(std::move(fd)) {
-  staging_.resize(std::max(kStagingSize, preread.size()));
+  staging_.resize(std::max(staging_bytes, preread.size()));
   if (!preread.empty()) std::memcpy(staging_.data(), preread.data(), preread.size());
   staging_end_ = preread.size();
   reader_.set_max_data_segment(kLoginMaxSegment);
@@ -42,10 +42,12 @@ absl::Status PduStream::Start(Callbacks callbacks) {
       loop_->AddFd(fd_.get(), EPOLLIN | EPOLLRDHUP, [this](uint32_t ev) { OnEvents(ev); });
   if (!s.ok()) return s;
   watching_ = true;
-  if (staging_end_ > 0)
-    loop_->Defer([this] {
-      if (!closed_) FeedStaging();
+  if (staging_end_ > 0) {
+    std::weak_ptr<int> alive = life_;
+    loop_->Defer([this, alive] {
+      if (alive.lock() && !closed_) FeedStaging();
     });
+  }
   return absl::OkStatus();
 }
 
@@ -155,7 +157,9 @@ void PduStream::Send(pdu::OutgoingPdu pdu) {
 void PduStream::ScheduleFlush() {
   if (flush_scheduled_ || want_writable_) return;
   flush_scheduled_ = true;
-  loop_->Defer([this] {
+  std::weak_ptr<int> alive = life_;
+  loop_->Defer([this, alive] {
+    if (!alive.lock()) return;
     flush_scheduled_ = false;
     if (!closed_) Flush();
   });

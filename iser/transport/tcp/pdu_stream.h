@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -35,7 +36,9 @@ class PduStream {
   };
 
   // `preread`: bytes already taken off the socket that belong at the start of the stream.
-  PduStream(EventLoop* loop, UniqueFd fd, std::vector<uint8_t> preread = {});
+  // `staging_bytes`: receive staging buffer size (large segments bypass it anyway).
+  PduStream(EventLoop* loop, UniqueFd fd, std::vector<uint8_t> preread = {},
+            size_t staging_bytes = 256 << 10);
   ~PduStream();
   PduStream(const PduStream&) = delete;
   PduStream& operator=(const PduStream&) = delete;
@@ -94,6 +97,8 @@ class PduStream {
 
   uint64_t bytes_received_ = 0;
   uint64_t bytes_sent_ = 0;
+  // Deferred work checks this is still alive: the owner may free the stream first.
+  std::shared_ptr<int> life_ = std::make_shared<int>(0);
 };
 
 }  // namespace iser::transport

@@ -17,9 +17,8 @@
 namespace iser::transport {
 namespace {
 constexpr size_t kStagingSize = 32 << 10;
-constexpr size_t kDirectThreshold = 16 << 10;
+// Login PDUs carry at most 8192 bytes (RFC 7143 sec 13.12); be lenient.
 constexpr uint32_t kLoginMaxSegment = 64 << 10;
-constexpr int kMaxIov = 256;
 
 // One connect() in progress: owns the socket until it connects, fails or times out.
 struct PendingConnect {
@@ -68,8 +67,7 @@ void TcpInitiatorConnection::Connect(EventLoop* loop, const std::string& portal,
     loop->Defer([pc, s] { pc->Finish(s); });
     return;
   }
-  int rc = ::connect(pc->fd.get(), reinterpret_cast<const sockaddr*>(&addr->storage),
-                     addr->length);
+  int rc = ::connect(pc->fd.get(), reinterpret_cast<const sockaddr*>(&addr->storage), addr->length);
   if (rc == 0) {
     loop->Defer([pc] { Succeed(pc); });
     return;
@@ -102,8 +100,8 @@ void TcpInitiatorConnection::Connect(EventLoop* loop, const std::string& portal,
   pc->timer = loop->RunAfter(timeout, [pc] {
     if (!pc->done) return;
     pc->timer = 0;
-    pc->Finish(absl::UnavailableError(absl::StrCat("cannot connect to ", pc->portal,
-                                                   ": timed out")));
+    pc->Finish(
+        absl::UnavailableError(absl::StrCat("cannot connect to ", pc->portal, ": timed out")));
     pc->fd.Reset();
   });
 }
@@ -116,128 +114,47 @@ initiator::TransportFactory TcpTransportFactory() {
 }
 
 TcpInitiatorConnection::TcpInitiatorConnection(EventLoop* loop, UniqueFd fd, std::string peer)
-    : loop_(loop), fd_(std::move(fd)), peer_(std::move(peer)) {
-  staging_.resize(kStagingSize);
-  reader_.set_max_data_segment(kLoginMaxSegment);
-}
+    : loop_(loop), stream_(loop, std::move(fd), {}, kStagingSize), peer_(std::move(peer)) {}
 
-TcpInitiatorConnection::~TcpInitiatorConnection() {
-  if (watching_ && fd_.valid()) loop_->RemoveFd(fd_.get());
-}
+TcpInitiatorConnection::~TcpInitiatorConnection() = default;
 
 void TcpInitiatorConnection::SetEvents(initiator::InitiatorTransportEvents* events) {
   events_ = events;
-  if (events_ == nullptr || closed_ || watching_) return;
-  reader_.set_placement([this](const pdu::Bhs& bhs, std::span<const uint8_t>) {
+  if (events_ == nullptr || started_ || stream_.closed()) return;
+  started_ = true;
+  PduStream::Callbacks cb;
+  cb.place_data = [this](const pdu::Bhs& bhs) {
     return events_ != nullptr ? events_->PlaceData(bhs) : std::span<uint8_t>();
-  });
-  absl::Status s = loop_->AddFd(fd_.get(), EPOLLIN | EPOLLRDHUP,
-                                [this](uint32_t ev) { OnEvents(ev); });
-  if (!s.ok()) return Fail(s);
-  watching_ = true;
+  };
+  cb.on_pdu = [this](pdu::ReceivedPdu pdu) {
+    if (events_ != nullptr) events_->OnPduReceived(std::move(pdu));
+  };
+  cb.on_closed = [this](const absl::Status& why) {
+    absl::Status reason = why.ok() ? absl::UnavailableError("connection closed by target") : why;
+    // Tell the session after this call returns (it may be inside a call into us).
+    std::weak_ptr<int> alive = life_;
+    loop_->Defer([this, alive, reason] {
+      if (alive.lock() && events_ != nullptr) events_->OnTransportClosed(reason);
+    });
+  };
+  if (absl::Status s = stream_.Start(std::move(cb)); !s.ok()) stream_.Close(s);
 }
 
 void TcpInitiatorConnection::ApplyParams(const login::OperationalParams& params) {
-  header_digest_ = params.header_digest;
-  data_digest_ = params.data_digest;
+  stream_.SetDigests(params.header_digest, params.data_digest);
+  stream_.SetMaxReceiveSegment(std::max(params.initiator_max_recv_dsl, kLoginMaxSegment));
   max_send_segment_ = std::max<uint32_t>(512, params.target_max_recv_dsl);
-  reader_.set_header_digest(header_digest_);
-  reader_.set_data_digest(data_digest_);
-  reader_.set_max_data_segment(std::max(params.initiator_max_recv_dsl, kLoginMaxSegment));
-}
-
-void TcpInitiatorConnection::OnEvents(uint32_t events) {
-  if (closed_) return;
-  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) HandleReadable();
-  if (closed_) return;
-  if (events & EPOLLOUT) Flush();
-}
-
-void TcpInitiatorConnection::HandleReadable() {
-  for (int round = 0; round < 32 && !closed_; ++round) {
-    std::span<uint8_t> direct = reader_.DirectSpan();
-    if (staging_begin_ == staging_end_ && direct.size() >= kDirectThreshold) {
-      ssize_t n = ::recv(fd_.get(), direct.data(), direct.size(), 0);
-      if (n > 0) {
-        bytes_received_ += n;
-        bool complete = false;
-        absl::Status s = reader_.DirectAdvance(static_cast<size_t>(n), &complete);
-        if (!s.ok()) return Fail(s);
-        if (complete) Deliver();
-        continue;  // the rest of the segment may be in already: read until EAGAIN
-        continue;
-      }
-      if (n == 0) return Fail(absl::UnavailableError("connection closed by target"));
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-      if (errno == EINTR) continue;
-      return Fail(absl::UnavailableError(absl::StrCat("recv: ", std::strerror(errno))));
-    }
-    if (staging_begin_ == staging_end_) staging_begin_ = staging_end_ = 0;
-    size_t room = staging_.size() - staging_end_;
-    ssize_t n = ::recv(fd_.get(), staging_.data() + staging_end_, room, 0);
-    if (n > 0) {
-      bytes_received_ += n;
-      staging_end_ += static_cast<size_t>(n);
-      if (!FeedStaging()) return;
-      if (static_cast<size_t>(n) < room) return;
-      continue;
-    }
-    if (n == 0) return Fail(absl::UnavailableError("connection closed by target"));
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-    if (errno == EINTR) continue;
-    return Fail(absl::UnavailableError(absl::StrCat("recv: ", std::strerror(errno))));
-  }
-}
-
-bool TcpInitiatorConnection::FeedStaging() {
-  while (staging_begin_ < staging_end_ && !closed_) {
-    bool complete = false;
-    auto used = reader_.Feed({staging_.data() + staging_begin_, staging_end_ - staging_begin_},
-                             &complete);
-    if (!used.ok()) {
-      Fail(used.status());
-      return false;
-    }
-    staging_begin_ += *used;
-    if (complete) Deliver();
-  }
-  if (staging_begin_ == staging_end_) staging_begin_ = staging_end_ = 0;
-  return !closed_;
-}
-
-void TcpInitiatorConnection::Deliver() {
-  pdu::ReceivedPdu pdu = reader_.TakePdu();
-  if (events_ != nullptr) events_->OnPduReceived(std::move(pdu));
 }
 
 void TcpInitiatorConnection::SendPdu(initiator::OutgoingPdu pdu) {
-  if (closed_) return;
-  Wire w;
-  w.pdu = std::move(pdu);
-  if (!w.pdu.owned.empty() && w.pdu.data.data() != w.pdu.owned.data()) w.pdu.data = w.pdu.owned;
-  uint32_t dsl = static_cast<uint32_t>(w.pdu.data.size());
-  w.pdu.bhs.set_data_segment_length(dsl);
-  w.total = pdu::kBhsSize;
-  if (header_digest_) {
-    pdu::StoreDigest(pdu::ComputeCrc32c({w.pdu.bhs.data(), pdu::kBhsSize}), w.header_digest);
-    w.has_header_digest = true;
-    w.total += 4;
+  pdu::OutgoingPdu out;
+  out.bhs = pdu.bhs;
+  if (!pdu.owned.empty()) {
+    out.SetOwnedData(std::move(pdu.owned));  // `data` may point at the moved-from vector
+  } else {
+    out.data = pdu.data;  // zero copy: a caller buffer that outlives the send
   }
-  if (dsl > 0) {
-    size_t pad = pdu::PaddedLength(dsl) - dsl;
-    std::memset(w.trailer, 0, sizeof(w.trailer));
-    w.trailer_len = pad;
-    if (data_digest_) {
-      pdu::Crc32c crc;
-      crc.Update(w.pdu.data);
-      crc.Update({w.trailer, pad});
-      pdu::StoreDigest(crc.Final(), w.trailer + pad);
-      w.trailer_len += 4;
-    }
-    w.total += dsl + w.trailer_len;
-  }
-  send_queue_.push_back(std::move(w));
-  ScheduleFlush();
+  stream_.Send(std::move(out));
 }
 
 void TcpInitiatorConnection::SendCommand(initiator::OutgoingPdu cmd, initiator::TaskIo&) {
@@ -265,85 +182,6 @@ void TcpInitiatorConnection::SendDataOut(initiator::TaskIo& io, uint32_t ttt, ui
   }
 }
 
-void TcpInitiatorConnection::ScheduleFlush() {
-  if (flush_scheduled_ || want_writable_) return;
-  flush_scheduled_ = true;
-  std::weak_ptr<int> alive = life_;
-  loop_->Defer([this, alive] {
-    if (!alive.lock()) return;
-    flush_scheduled_ = false;
-    if (!closed_) Flush();
-  });
-}
-
-void TcpInitiatorConnection::Flush() {
-  while (!send_queue_.empty() && !closed_) {
-    iovec iov[kMaxIov];
-    int n_iov = 0;
-    size_t skip = front_sent_;
-    for (auto it = send_queue_.begin(); it != send_queue_.end() && n_iov + 4 <= kMaxIov; ++it) {
-      Wire& w = *it;
-      auto add = [&](const void* p, size_t len) {
-        if (len == 0) return;
-        if (skip >= len) {
-          skip -= len;
-          return;
-        }
-        iov[n_iov].iov_base = const_cast<uint8_t*>(static_cast<const uint8_t*>(p) + skip);
-        iov[n_iov].iov_len = len - skip;
-        skip = 0;
-        n_iov++;
-      };
-      add(w.pdu.bhs.data(), pdu::kBhsSize);
-      if (w.has_header_digest) add(w.header_digest, 4);
-      add(w.pdu.data.data(), w.pdu.data.size());
-      add(w.trailer, w.trailer_len);
-    }
-    msghdr msg{};
-    msg.msg_iov = iov;
-    msg.msg_iovlen = static_cast<size_t>(n_iov);
-    // MSG_NOSIGNAL: a target that went away is an error to recover from, not a SIGPIPE.
-    ssize_t n = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        if (!want_writable_) {
-          want_writable_ = true;
-          (void)loop_->ModifyFd(fd_.get(), EPOLLIN | EPOLLRDHUP | EPOLLOUT);
-        }
-        return;
-      }
-      return Fail(absl::UnavailableError(absl::StrCat("sendmsg: ", std::strerror(errno))));
-    }
-    bytes_sent_ += static_cast<uint64_t>(n);
-    size_t done = front_sent_ + static_cast<size_t>(n);
-    while (!send_queue_.empty() && done >= send_queue_.front().total) {
-      done -= send_queue_.front().total;
-      send_queue_.pop_front();
-    }
-    front_sent_ = done;
-  }
-  if (send_queue_.empty() && want_writable_) {
-    want_writable_ = false;
-    (void)loop_->ModifyFd(fd_.get(), EPOLLIN | EPOLLRDHUP);
-  }
-}
-
-void TcpInitiatorConnection::Abort(const absl::Status& why) { Fail(why); }
-
-void TcpInitiatorConnection::Fail(const absl::Status& why) {
-  if (closed_) return;
-  closed_ = true;
-  if (watching_) loop_->RemoveFd(fd_.get());
-  watching_ = false;
-  ::shutdown(fd_.get(), SHUT_RDWR);
-  fd_.Reset();
-  send_queue_.clear();
-  // Tell the session after this call returns (it may be inside a call into us).
-  std::weak_ptr<int> alive = life_;
-  loop_->Defer([this, alive, why] {
-    if (alive.lock() && events_ != nullptr) events_->OnTransportClosed(why);
-  });
-}
+void TcpInitiatorConnection::Abort(const absl::Status& why) { stream_.Close(why); }
 
 }  // namespace iser::transport

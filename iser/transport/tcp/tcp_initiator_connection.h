@@ -16,6 +16,7 @@
 #include "iser/base/unique_fd.h"
 #include "iser/initiator/initiator_transport.h"
 #include "iser/pdu/pdu_reader.h"
+#include "iser/transport/tcp/pdu_stream.h"
 
 namespace iser::transport {
 
@@ -40,51 +41,18 @@ class TcpInitiatorConnection final : public initiator::InitiatorTransport {
                    uint32_t exp_stat_sn) override;
   void Abort(const absl::Status& why) override;
 
-  uint64_t bytes_received() const { return bytes_received_; }
-  uint64_t bytes_sent() const { return bytes_sent_; }
+  uint64_t bytes_received() const { return stream_.bytes_received(); }
+  uint64_t bytes_sent() const { return stream_.bytes_sent(); }
 
  private:
-  struct Wire {
-    initiator::OutgoingPdu pdu;
-    uint8_t header_digest[4];
-    bool has_header_digest = false;
-    uint8_t trailer[8];  // pad (0-3) + data digest (4)
-    size_t trailer_len = 0;
-    size_t total = 0;
-  };
-
-  void OnEvents(uint32_t events);
-  void HandleReadable();
-  bool FeedStaging();
-  void Deliver();
-  void ScheduleFlush();
-  void Flush();
-  void Fail(const absl::Status& why);
-
   EventLoop* loop_;
-  UniqueFd fd_;
+  PduStream stream_;
   std::string peer_;
   initiator::InitiatorTransportEvents* events_ = nullptr;
-  bool watching_ = false;
-
-  pdu::PduReader reader_;
-  std::vector<uint8_t> staging_;
-  size_t staging_begin_ = 0;
-  size_t staging_end_ = 0;
-
-  bool header_digest_ = false;
-  bool data_digest_ = false;
+  bool started_ = false;
   uint32_t max_send_segment_ = 8192;
-
-  std::deque<Wire> send_queue_;
-  size_t front_sent_ = 0;
-  bool flush_scheduled_ = false;
-  bool want_writable_ = false;
-  bool closed_ = false;
+  // Deferred close reports check this: the session may free us first.
   std::shared_ptr<int> life_ = std::make_shared<int>(0);
-
-  uint64_t bytes_received_ = 0;
-  uint64_t bytes_sent_ = 0;
 };
 
 // The TransportFactory for SessionConfig::transport_factory.

@@ -92,8 +92,8 @@ void Session::OnConnected(absl::StatusOr<std::unique_ptr<InitiatorTransport>> tr
   o.header_digest = config_.header_digest;
   o.data_digest = config_.data_digest;
   o.max_connections = 1;
-  o.initial_r2t = false;
-  o.immediate_data = true;
+  o.initial_r2t = config_.initial_r2t;
+  o.immediate_data = config_.immediate_data;
   constexpr uint32_t kMaxKeyValue = (1u << 24) - 1;  // RFC 7143 sec 13.12-13.14
   o.max_burst_length = std::min(config_.max_burst_length, kMaxKeyValue);
   o.first_burst_length = std::min(config_.first_burst_length, o.max_burst_length);

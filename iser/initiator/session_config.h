@@ -29,6 +29,10 @@ struct SessionConfig {
   uint32_t max_burst_length = (16 << 20) - 512;
   uint32_t first_burst_length = 256 << 10;
   uint32_t max_outstanding_r2t = 16;
+  // What we propose for write data: ImmediateData=Yes and InitialR2T=No let a write
+  // carry its first burst with the command (the target may still refuse either).
+  bool immediate_data = true;
+  bool initial_r2t = false;
   // Commands in flight at the target at once (the CmdSN window may allow fewer; the
   // rest wait locally).
   uint32_t queue_depth = 128;

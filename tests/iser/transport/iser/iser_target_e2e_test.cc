@@ -152,9 +152,10 @@ TEST_F(IserTargetTest, LoginOverSendsNegotiatesRdmaExtensions) {
   LoginReady(ini);
   const std::string text = " " + PrintableText(ini->login_text());
   EXPECT_NE(text.find(std::string(" RDMAExtensions=Yes")), std::string::npos) << text;
-  // TODO(iser/login): the target's answer leaves out the RFC 7145 keys the initiator
-  // proposed in the same PDU (Initiator/TargetRecvDataSegmentLength) and its own
-  // MaxOutstandingUnexpectedPDUs declaration; both sides then run on the defaults.
+  // The RFC 7145 keys: answered (the initiator proposed them) and declared by the target.
+  EXPECT_NE(text.find(" TargetRecvDataSegmentLength="), std::string::npos) << text;
+  EXPECT_NE(text.find(" InitiatorRecvDataSegmentLength="), std::string::npos) << text;
+  EXPECT_NE(text.find(" MaxOutstandingUnexpectedPDUs=160"), std::string::npos) << text;
   // Keys RFC 7145 replaces are not negotiated on an iSER connection.
   EXPECT_EQ(text.find(std::string(" MaxRecvDataSegmentLength=")), std::string::npos)
       << PrintableText(text);

@@ -167,6 +167,7 @@ class IserTestInitiator {
       auto rsp = Receive();
       if (!rsp || rsp->bhs.opcode() != pdu::Opcode::kLoginResponse) return false;
       login_text_.assign(rsp->data.begin(), rsp->data.end());
+      all_login_text_.append(login_text_);
       if (rsp->bhs.byte(pdu::field::kLoginStatusClass) != 0) return false;
       exp_stat_sn_ = rsp->bhs.u32(pdu::field::kStatSn) + 1;
       if ((rsp->bhs.flags() & 0x83) == 0x83) {
@@ -192,7 +193,8 @@ class IserTestInitiator {
     }
     return false;
   }
-  const std::string& login_text() const { return login_text_; }
+  // Every key the target sent during login, over all its Login Responses.
+  const std::string& login_text() const { return all_login_text_; }
   uint16_t tsih() const { return tsih_; }
   uint32_t cmd_sn() const { return cmd_sn_; }
   void set_cmd_sn(uint32_t sn) { cmd_sn_ = sn; }
@@ -381,6 +383,7 @@ class IserTestInitiator {
   uint16_t tsih_ = 0;
   uint32_t exp_stat_sn_ = 0;
   std::string login_text_;
+  std::string all_login_text_;
 };
 
 }  // namespace iser::iser_transport::testing

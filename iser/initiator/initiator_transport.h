@@ -22,6 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "iser/base/event_loop.h"
+#include "iser/login/initiator_negotiator.h"
 #include "iser/login/negotiation.h"
 #include "iser/pdu/bhs.h"
 #include "iser/pdu/pdu_reader.h"
@@ -74,6 +75,9 @@ class InitiatorTransport {
   virtual InitiatorTransportKind kind() const = 0;
   virtual std::string peer_address() const = 0;
 
+  // Before the first Login Request: what this transport needs in the login (iSER
+  // proposes RDMAExtensions=Yes, declares its receive limits and turns digests off).
+  virtual void PrepareLogin(login::InitiatorLoginConfig& config) { (void)config; }
   // Starts receiving; `events` must outlive the transport or the next SetEvents(nullptr).
   virtual void SetEvents(InitiatorTransportEvents* events) = 0;
   // Login is complete: apply negotiated digests and segment limits.

@@ -81,6 +81,7 @@ void Session::OnConnected(absl::StatusOr<std::unique_ptr<InitiatorTransport>> tr
   }
   transport_ = std::move(*transport);
   transport_->SetEvents(this);
+  transport_name_ = transport_->kind() == InitiatorTransportKind::kIser ? "iser" : "tcp";
 
   login::InitiatorLoginConfig lc;
   lc.initiator_name = config_.initiator_name;
@@ -101,6 +102,7 @@ void Session::OnConnected(absl::StatusOr<std::unique_ptr<InitiatorTransport>> tr
   o.initiator_max_recv_dsl = std::clamp<uint32_t>(config_.max_recv_data_segment_length, 512,
                                                   kMaxKeyValue);
   o.error_recovery_level = 0;
+  transport_->PrepareLogin(lc);
   negotiator_ = std::make_unique<login::InitiatorNegotiator>(std::move(lc));
   tsih_ = 0;  // a new session or a reinstatement of ours (same ISID), never a continuation
   login_itt_ = NextItt();
@@ -191,6 +193,10 @@ void Session::EnterFullFeature(const Bhs& final_response) {
     ++reconnects_;
     ISER_LOG(kInfo, "session %s: reinstated at %s, reissuing %d commands", config_.target_name,
              config_.portal, static_cast<int>(tasks_.size()));
+  }
+  if (!ever_logged_in_) {
+    ISER_LOG(kInfo, "session %s: logged in at %s over %s", config_.target_name, config_.portal,
+             transport_name_ == "iser" ? "iSER" : "iSCSI/TCP");
   }
   ever_logged_in_ = true;
   StartKeepAlive();

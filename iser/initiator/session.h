@@ -98,6 +98,9 @@ class Session final : public InitiatorTransportEvents {
   const login::OperationalParams& params() const { return params_; }
   EventLoop* loop() const { return loop_; }
   uint64_t reconnects() const { return reconnects_; }
+  // The transport of the current connection ("iser", "tcp"), or the last one while
+  // recovering; empty before the first connection.
+  const std::string& transport_name() const { return transport_name_; }
   size_t outstanding() const { return tasks_.size(); }
   // Drops the connection as if the network failed (tests; recovery follows).
   void DropConnection();
@@ -177,6 +180,7 @@ class Session final : public InitiatorTransportEvents {
   StatusCallback login_done_;
   StatusCallback logout_done_;
   std::unique_ptr<InitiatorTransport> transport_;
+  std::string transport_name_;
   uint64_t connection_generation_ = 0;
 
   // Login.

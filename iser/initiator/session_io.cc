@@ -51,7 +51,10 @@ void Session::Issue(Task& task) {
   uint32_t unsolicited_end = 0;
   if (writing) {
     if (params_.immediate_data) {
-      immediate = std::min({edtl, params_.first_burst_length, params_.target_max_recv_dsl});
+      // Over iSER the control-PDU limit is TargetRecvDataSegmentLength (RFC 7145 sec 6.5).
+      uint32_t max_segment =
+          params_.rdma_extensions ? params_.target_recv_dsl : params_.target_max_recv_dsl;
+      immediate = std::min({edtl, params_.first_burst_length, max_segment});
     }
     unsolicited_end = params_.initial_r2t ? immediate : std::min(edtl, params_.first_burst_length);
   }

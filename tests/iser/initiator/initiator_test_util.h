@@ -15,6 +15,8 @@
 #include "iser/initiator/session_config.h"
 #include "iser/scsi/scsi_device.h"
 #include "iser/target/target.h"
+#include "iser/transport/iser/iser_portal.h"
+#include "iser/transport/select/transport_select.h"
 #include "iser/transport/tcp/tcp_connection.h"
 #include "iser/transport/tcp/tcp_initiator_connection.h"
 #include "iser/transport/tcp/tcp_listener.h"
@@ -37,9 +39,15 @@ struct TargetSetup {
   login::ChapCredentials chap;
   login::ChapCredentials mutual_chap;
   target::TargetOptions options = DefaultOptions();
+  // Set: listen through an iSER portal (iSCSI/TCP and iSER on one port, or one of them)
+  // instead of a plain TCP listener.
+  std::optional<iser_transport::PortalTransport> portal;
   static target::TargetOptions DefaultOptions() {
     target::TargetOptions o;
     o.nop_interval = absl::ZeroDuration();
+    // What iser-target declares for its iSER connections: one per posted receive.
+    o.offer.target_max_outstanding_unexpected_pdus =
+        iser_transport::IserConnectionOptions().recv_depth;
     return o;
   }
 };
@@ -71,6 +79,7 @@ class InProcessTarget {
     std::promise<void> drained;
     Run([&] {
       listener_.reset();
+      portal_obj_.reset();
 #ifdef ISER_TEST_HAS_LSAN
       // Target::Drain's poll closure owns itself (a shared_ptr cycle in the target's
       // code, reported to its owner); keep it out of this test's leak report.
@@ -104,13 +113,13 @@ class InProcessTarget {
   }
 
  public:
-
   // Closes everything and destroys the Target after the connection teardown it deferred
   // (Target::ConnectionClosed destroys connections in EventLoop::Defer; destroying the
   // Target in the same batch would leave them pointing at it).
   void DestroyTarget() {
     Run([this] {
       listener_.reset();
+      portal_obj_.reset();
       target_->CloseAllConnections();
     });
     for (int i = 0; i < 200; ++i) {
@@ -140,26 +149,45 @@ class InProcessTarget {
   }
 
   // Kills every connection (the network failed, or the target restarted).
-  void DropConnections() { Run([this] { target_->CloseAllConnections(); }); }
+  void DropConnections() {
+    Run([this] { target_->CloseAllConnections(); });
+  }
   // Stops listening (the portal goes away) / listens again on the same port.
-  void StopListening() { Run([this] { listener_.reset(); }); }
-  void Relisten() { Run([this] { Listen(portal_); }); }
+  void StopListening() {
+    Run([this] {
+      listener_.reset();
+      portal_obj_.reset();
+    });
+  }
+  void Relisten() {
+    Run([this] { Listen(portal_); });
+  }
 
   std::string portal() const { return portal_; }
-  SessionConfig Config() const {
+  SessionConfig Config(transport::TransportChoice choice = transport::TransportChoice::kTcp) const {
     SessionConfig c;
     c.portal = portal_;
     c.initiator_name = kInitiatorIqn;
     c.target_name = kIqn;
-    c.transport_factory = transport::TcpTransportFactory();
+    c.transport_factory = transport::InitiatorTransportFactory(choice);
     return c;
   }
   scsi::testing::MemoryBlockStore& store() { return *store_; }
   target::Target& target() { return *target_; }
+  iser_transport::Portal* iser_portal() { return portal_obj_.get(); }
   EventLoop* loop() { return loop_.get(); }
 
  private:
   void Listen(const std::string& address) {
+    if (setup_.portal.has_value()) {
+      iser_transport::PortalOptions po;
+      po.transport = *setup_.portal;
+      auto portal = iser_transport::Portal::Create(loop_.get(), target_.get(), address, po);
+      ASSERT_TRUE(portal.ok()) << portal.status();
+      portal_obj_ = std::move(*portal);
+      portal_ = portal_obj_->address();
+      return;
+    }
     auto listener = transport::TcpListener::Create(
         loop_.get(), address, [this](UniqueFd fd, std::string peer, std::string local) {
           target_->AddConnection(std::make_unique<transport::TcpConnection>(
@@ -175,6 +203,7 @@ class InProcessTarget {
   std::unique_ptr<target::Target> target_;
   std::shared_ptr<scsi::testing::MemoryBlockStore> store_;
   std::unique_ptr<transport::TcpListener> listener_;
+  std::unique_ptr<iser_transport::Portal> portal_obj_;
   std::string portal_;
   std::thread thread_;
 };

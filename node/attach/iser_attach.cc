@@ -3,11 +3,13 @@
 //
 //   iser-attach --portal 127.0.0.1:3260 --target IQN --lun 0
 //               [--chap-user U --chap-secret S] [--mutual-chap-user U --mutual-chap-secret S]
-//               [--transport tcp] [--state-dir DIR] [--log-file FILE] [--foreground]
+//               [--transport iser|tcp|auto] [--state-dir DIR] [--log-file FILE] [--foreground]
 //               [--replacement-timeout SECS] [--verbose]
 //     Logs in, attaches the LUN, exposes it and prints the device path as its last line
 //     once the device is ready. A background child keeps serving it (the parent exits 0
 //     after the child reported the path); the attachment is recorded in the state dir.
+//     --transport auto (the default) tries iSER and falls back to iSCSI/TCP; the line
+//     before the device path says which transport the session got.
 //   iser-attach --list [--state-dir DIR]
 //   iser-attach --detach DEVICE [--state-dir DIR] [--timeout SECS]
 //     Signals the serving process, which flushes, removes the device, unmounts FUSE,
@@ -36,6 +38,7 @@
 #include "absl/time/time.h"
 #include "iser/base/logging.h"
 #include "iser/initiator/sync_initiator.h"
+#include "iser/transport/select/transport_select.h"
 #include "node/attach/attachment_record.h"
 #include "node/attach/lun_backend.h"
 #include "node/exposure/fuse_loop/fuse_loop_exposure.h"
@@ -47,7 +50,7 @@ constexpr char kUsage[] =
     "usage: iser-attach --portal HOST:PORT --target IQN --lun N\n"
     "                   [--chap-user U --chap-secret S]\n"
     "                   [--mutual-chap-user U --mutual-chap-secret S]\n"
-    "                   [--transport tcp] [--state-dir DIR] [--log-file FILE]\n"
+    "                   [--transport iser|tcp|auto] [--state-dir DIR] [--log-file FILE]\n"
     "                   [--foreground] [--replacement-timeout SECS] [--verbose]\n"
     "       iser-attach --list [--state-dir DIR]\n"
     "       iser-attach --detach DEVICE [--state-dir DIR] [--timeout SECS] [--force]\n";
@@ -58,7 +61,7 @@ struct Flags {
   std::string target;
   int64_t lun = -1;
   std::string chap_user, chap_secret, mutual_user, mutual_secret;
-  std::string transport = "tcp";
+  std::string transport = "auto";
   std::string state_dir = kDefaultAttachmentStateDir;
   std::string log_file = "/dev/null";
   std::string device;  // --detach
@@ -141,9 +144,8 @@ Flags ParseFlags(int argc, char** argv) {
     f.mode = Flags::Mode::kDetach;
     return f;
   }
-  if (f.transport != "tcp") {
-    Die(2, absl::StrCat("--transport '", f.transport,
-                        "': only tcp is supported in this version (iser and auto come later)"));
+  if (absl::Status s = transport::ParseTransportChoice(f.transport).status(); !s.ok()) {
+    Die(2, absl::StrCat("--transport: ", s.message()));
   }
   if (f.portal.empty() || f.target.empty() || f.lun < 0) {
     std::fputs(kUsage, stderr);
@@ -213,6 +215,18 @@ std::string Explain(const Flags& f, const absl::Status& s) {
   }
 }
 
+// "OK <transport> <device>" from the serving process, as the caller sees it: the
+// transport on one line, the device path on the last.
+void PrintAttached(std::string ok_payload) {
+  while (!ok_payload.empty() && ok_payload.back() == '\n') ok_payload.pop_back();
+  size_t space = ok_payload.find(' ');
+  if (space != std::string::npos) {
+    std::printf("transport: %s\n", ok_payload.substr(0, space).c_str());
+    ok_payload = ok_payload.substr(space + 1);
+  }
+  std::printf("%s\n", ok_payload.c_str());
+}
+
 // Sends one line to the parent (or stdout in the foreground) and closes the channel.
 void Report(int fd, const std::string& line) {
   std::string l = line + "\n";
@@ -238,6 +252,8 @@ int Serve(const Flags& f, int report_fd) {
   config.chap = {f.chap_user, f.chap_secret};
   config.mutual_chap = {f.mutual_user, f.mutual_secret};
   config.replacement_timeout = absl::Seconds(f.replacement_timeout_s);
+  config.transport_factory =
+      transport::InitiatorTransportFactory(*transport::ParseTransportChoice(f.transport));
   absl::StatusOr<std::unique_ptr<initiator::SyncInitiator>> init =
       initiator::SyncInitiator::Connect(config);
   if (!init.ok()) {
@@ -279,7 +295,7 @@ int Serve(const Flags& f, int report_fd) {
   rec.portal = f.portal;
   rec.target = f.target;
   rec.lun = static_cast<uint64_t>(f.lun);
-  rec.transport = f.transport;
+  (*init)->RunOnLoop([&] { rec.transport = (*init)->session()->transport_name(); });
   rec.pid = getpid();
   rec.size_bytes = (*backend)->size_bytes();
   rec.block_size = (*backend)->block_size();
@@ -304,11 +320,12 @@ int Serve(const Flags& f, int report_fd) {
   std::string record_path = RecordPath(f.state_dir, rec.device);
   std::string error_path = record_path + ".detach-error";
   unlink(error_path.c_str());
-  ISER_LOG(kInfo, "attached %s LUN %llu at %s as %s (%llu bytes, block %u, pid %d)",
+  ISER_LOG(kInfo, "attached %s LUN %llu at %s over %s as %s (%llu bytes, block %u, pid %d)",
            f.target.c_str(), static_cast<unsigned long long>(f.lun), f.portal.c_str(),
-           rec.device.c_str(), static_cast<unsigned long long>(rec.size_bytes), rec.block_size,
+           rec.transport.c_str(), rec.device.c_str(),
+           static_cast<unsigned long long>(rec.size_bytes), rec.block_size,
            static_cast<int>(getpid()));
-  Report(report_fd, "OK " + rec.device);
+  Report(report_fd, absl::StrCat("OK ", rec.transport, " ", rec.device));
 
   for (;;) {
     int sig = 0;
@@ -350,7 +367,7 @@ int Attach(const Flags& f) {
       while ((n = read(r, buf, sizeof(buf))) > 0) all.append(buf, n);
       close(r);
       if (all.rfind("OK ", 0) == 0) {
-        std::fputs(all.c_str() + 3, stdout);
+        PrintAttached(all.substr(3));
       } else if (all.rfind("ERR ", 0) == 0) {
         std::fprintf(stderr, "iser-attach: %s", all.c_str() + 4);
       }
@@ -402,7 +419,7 @@ int Attach(const Flags& f) {
   close(fds[0]);
   while (!all.empty() && all.back() == '\n') all.pop_back();
   if (all.rfind("OK ", 0) == 0) {
-    std::printf("%s\n", all.c_str() + 3);
+    PrintAttached(all.substr(3));
     return 0;
   }
   int status = 0;
@@ -418,14 +435,15 @@ int List(const Flags& f) {
     std::printf("no attachments (%s)\n", f.state_dir.c_str());
     return 0;
   }
-  std::printf("%-12s %-22s %-44s %4s %10s %8s %-8s %s\n", "DEVICE", "PORTAL", "TARGET", "LUN",
-              "SIZE", "PID", "STATE", "MOUNTED");
+  std::printf("%-12s %-22s %-44s %4s %-9s %10s %8s %-8s %s\n", "DEVICE", "PORTAL", "TARGET", "LUN",
+              "TRANSPORT", "SIZE", "PID", "STATE", "MOUNTED");
   for (const AttachmentRecord& r : recs) {
     std::string mp = MountPointOf(r.device);
-    std::printf("%-12s %-22s %-44s %4llu %9lluM %8lld %-8s %s\n", r.device.c_str(),
+    std::printf("%-12s %-22s %-44s %4llu %-9s %9lluM %8lld %-8s %s\n", r.device.c_str(),
                 r.portal.c_str(), r.target.c_str(), static_cast<unsigned long long>(r.lun),
-                static_cast<unsigned long long>(r.size_bytes >> 20), static_cast<long long>(r.pid),
-                Alive(r.pid) ? "serving" : "stale", mp.empty() ? "-" : mp.c_str());
+                r.transport.c_str(), static_cast<unsigned long long>(r.size_bytes >> 20),
+                static_cast<long long>(r.pid), Alive(r.pid) ? "serving" : "stale",
+                mp.empty() ? "-" : mp.c_str());
   }
   return 0;
 }

@@ -2,6 +2,10 @@
 # End-to-end tests of iser-attach (built-in initiator + fuse_loop) against a real target.
 #
 #   attach_e2e.sh --attach BIN --target-bin BIN --case CASE [--peer iser-target|tgt]
+#                 [--transport iser|tcp|auto]
+#
+# --transport is passed to every attach and the attachment must report the transport
+# it asked for (auto: iser against iser-target, tcp against tgt, which has no iSER).
 #
 # Cases:
 #   fs      attach, mkfs.ext4, mount, write files with known sha256, umount, detach,
@@ -21,9 +25,10 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../../../scripts/lib/iscsi-peers.sh
 source "$HERE/../../../scripts/lib/iscsi-peers.sh"
 
-ATTACH= TARGET_BIN= CASE= PEER=iser-target
+ATTACH= TARGET_BIN= CASE= PEER=iser-target TRANSPORT=auto
 while [[ $# -gt 0 ]]; do
   case $1 in
+    --transport) TRANSPORT=$2; shift 2 ;;
     --attach) ATTACH=$2; shift 2 ;;
     --target-bin) TARGET_BIN=$2; shift 2 ;;
     --case) CASE=$2; shift 2 ;;
@@ -102,10 +107,22 @@ start_peer() {
   log "$PEER on 127.0.0.1:$PORT, LUN $LUN = $LUNFILE ($SIZE sparse)"
 }
 
+expected_transport() {
+  case $TRANSPORT in
+    auto) if [[ $PEER == tgt ]]; then echo tcp; else echo iser; fi ;;
+    *) echo "$TRANSPORT" ;;
+  esac
+}
+
 attach() {   # prints the device path; extra args are passed through
-  local out
+  local out got want
   out=$("$ATTACH" --state-dir "$STATE" --log-file "$WORK/iser-attach.log" --verbose \
-    --portal "127.0.0.1:$PORT" --target "$IQN" --lun "$LUN" "$@") || return 1
+    --portal "127.0.0.1:$PORT" --target "$IQN" --lun "$LUN" --transport "$TRANSPORT" "$@") ||
+    return 1
+  got=$(sed -n 's/^transport: //p' <<<"$out")
+  want=$(expected_transport)
+  [[ $got == "$want" ]] || { echo "attach reported transport '$got', want '$want'" >&2; return 1; }
+  echo "attach: --transport $TRANSPORT got $got" >&2
   tail -1 <<<"$out"
 }
 
@@ -145,6 +162,8 @@ case_fs() {
   check_blockdev "$dev"
   "$ATTACH" --state-dir "$STATE" --list | tee "$WORK/list.out"
   grep -q "^$dev .*serving" "$WORK/list.out" || fail "--list does not show $dev serving"
+  grep -q "^$dev .* $(expected_transport) .*serving" "$WORK/list.out" ||
+    fail "--list does not show the transport of $dev"
   mkfs.ext4 -q -F "$dev" || fail "mkfs.ext4"
   mount "$dev" "$MNT" || fail "mount"
   mkdir -p "$MNT/dir"
@@ -163,7 +182,7 @@ case_fs() {
   umount "$MNT" || fail "second umount"
   detach "$dev2"
   [[ $(ls -A "$STATE") == "" ]] || fail "state dir not empty: $(ls -A "$STATE")"
-  log "PASS fs ($PEER)"
+  log "PASS fs ($PEER, $TRANSPORT)"
 }
 
 run_fio() {   # name, extra fio args
@@ -184,7 +203,7 @@ case_fio() {
   grep -E 'WRITE:|READ:' "$WORK/fio-seq128k.out"
   grep -q "verify" "$WORK/fio-seq128k.out" || true
   detach "$DEV"
-  log "PASS fio ($PEER)"
+  log "PASS fio ($PEER, $TRANSPORT)"
 }
 
 case_fault() {
@@ -230,7 +249,7 @@ case_fault() {
   grep -E "lost|reinstated" "$WORK/iser-attach.log" | tail -4
   grep -q "reinstated" "$WORK/iser-attach.log" || fail "the initiator never reinstated the session"
   detach "$DEV"
-  log "PASS fault ($PEER)"
+  log "PASS fault ($PEER, $TRANSPORT)"
 }
 
 expect_error() {   # expected-text, args...
@@ -270,7 +289,7 @@ case_errors() {
     --mutual-chap-secret not-the-target-1
   expect_error "no LUN 7" --portal "$p" --target "$IQN" --lun 7 \
     --chap-user alice --chap-secret alice-secret-12
-  expect_error "transport" --portal "$p" --target "$IQN" --lun 0 --transport iser
+  expect_error "unknown transport" --portal "$p" --target "$IQN" --lun 0 --transport rdma
   expect_error "not attached" --detach /dev/loop250
   [[ $(ls -A "$STATE") == "" ]] || fail "failed attaches left records: $(ls -A "$STATE")"
   local dev

@@ -1,19 +1,127 @@
-// initiator-bench: library-level throughput of the built-in initiator (LunHandle at a
-// fixed queue depth, no block device in between). For tests/bench/bench_initiator.sh.
+// initiator-bench: library-level throughput and latency of the built-in initiator
+// (LunHandle at a fixed queue depth, no block device in between). For
+// tests/bench/bench_initiator.sh and tests/bench/bench_iser_eval.sh.
 //   initiator-bench --portal HOST:PORT --target IQN [--lun N] [--qd 32] [--bs 4096]
 //                   [--rw randread|read|randwrite|write] [--seconds 5] [--span-mib N]
-// Prints one line: "<rw> bs=<bs> qd=<qd>: <iops> IOPS <MB/s> MB/s <errors> errors".
+//                   [--transport tcp|iser|auto] [--immediate-data yes|no]
+//                   [--initial-r2t yes|no] [--sessions N] [--cpu-pid PID]
+// (--connections N is accepted as another name for --sessions N, see below.)
+// Prints two lines: "<rw> bs=<bs> qd=<qd>: <iops> IOPS <MB/s> MB/s <errors> errors" (what
+// bench_initiator.sh parses) and one machine-readable line of key=value pairs:
+//   RESULT transport=tcp sessions=1 ... iops= mbps= lat_mean_us= lat_p50_us= lat_p99_us=
+//          cpu_s= peer_cpu_s= host_busy_s= ncpu= bytes=
+// cpu_s is this process's user+system time over the measured interval (getrusage, all
+// threads); peer_cpu_s is the same for --cpu-pid (the target, read from /proc at the same
+// instants, so login and logout are not counted for either side); host_busy_s is the
+// non-idle time of all CPUs over the same interval (/proc/stat), ncpu the CPU count.
+//
+// --sessions N opens N independent sessions (each its own random ISID, its own loop
+// thread) to the same LUN and splits the queue depth over them. The session layer has no
+// multiple-connections-per-session support (SessionConfig has no MaxConnections), so
+// this is N sessions, not N connections of one session.
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <functional>
 #include <future>
 #include <memory>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "iser/initiator/sync_initiator.h"
+#include "iser/transport/select/transport_select.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// The one place that maps --transport to a factory (the same words as iser-attach).
+absl::StatusOr<iser::initiator::TransportFactory> TransportFactoryFor(const std::string& name) {
+  absl::StatusOr<iser::transport::TransportChoice> choice =
+      iser::transport::ParseTransportChoice(name);
+  if (!choice.ok()) return choice.status();
+  return iser::transport::InitiatorTransportFactory(*choice);
+}
+
+bool ParseYesNo(const std::string& v, bool* out) {
+  if (v == "yes") {
+    *out = true;
+    return true;
+  }
+  if (v == "no") {
+    *out = false;
+    return true;
+  }
+  return false;
+}
+
+double SelfCpuSeconds() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+         (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+// utime + stime of another process (all its threads), or -1 if it cannot be read.
+double PidCpuSeconds(int pid) {
+  if (pid <= 0) return -1;
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(f, line)) return -1;
+  // The command name (field 2) may contain spaces: fields are counted after its ')'.
+  size_t close = line.rfind(')');
+  if (close == std::string::npos) return -1;
+  std::istringstream rest(line.substr(close + 2));
+  std::string field;
+  unsigned long long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i) {
+    if (i == 14) utime = std::strtoull(field.c_str(), nullptr, 10);
+    if (i == 15) stime = std::strtoull(field.c_str(), nullptr, 10);
+  }
+  return static_cast<double>(utime + stime) / sysconf(_SC_CLK_TCK);
+}
+
+// Non-idle CPU seconds of the whole machine (all CPUs) from /proc/stat: with our two
+// processes' times it tells how much of the machine others used during a measurement.
+double HostBusySeconds() {
+  std::ifstream f("/proc/stat");
+  std::string cpu;
+  unsigned long long v[8] = {};
+  if (!(f >> cpu) || cpu != "cpu") return -1;
+  for (auto& x : v) f >> x;
+  // user nice system idle iowait irq softirq steal
+  return static_cast<double>(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / sysconf(_SC_CLK_TCK);
+}
+
+// One session's share of the run: its own initiator (loop thread), LUN and slots. All
+// fields but `finished` are touched only on that session's loop thread.
+struct Worker {
+  std::unique_ptr<iser::initiator::SyncInitiator> init;
+  iser::initiator::LunHandle* lun = nullptr;
+  int qd = 0;
+  std::vector<std::vector<uint8_t>> bufs;
+  std::vector<Clock::time_point> issued_at;
+  std::vector<uint32_t> lat_ns;  // one per completed I/O, kept for exact percentiles
+  std::mt19937_64 rng;
+  uint64_t next_seq = 0;
+  uint64_t done_ios = 0;
+  uint64_t errors = 0;
+  int inflight = 0;
+  Clock::time_point deadline;
+  std::promise<void> finished;
+};
+
+}  // namespace
 
 int main(int argc, char** argv) {
   iser::initiator::SessionConfig config;
@@ -21,10 +129,14 @@ int main(int argc, char** argv) {
   int qd = 32;
   uint32_t bs = 4096;
   std::string rw = "randread";
+  std::string transport = "tcp";
   double seconds = 5;
   uint64_t span_mib = 0;
+  int sessions = 1;
+  int cpu_pid = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i], v = argv[i + 1];
+    bool ok = true;
     if (a == "--portal")
       config.portal = v;
     else if (a == "--target")
@@ -41,69 +153,165 @@ int main(int argc, char** argv) {
       seconds = std::atof(v.c_str());
     else if (a == "--span-mib")
       span_mib = std::strtoull(v.c_str(), nullptr, 10);
+    else if (a == "--transport")
+      transport = v;
+    else if (a == "--immediate-data")
+      ok = ParseYesNo(v, &config.immediate_data);
+    else if (a == "--initial-r2t")
+      ok = ParseYesNo(v, &config.initial_r2t);
+    else if (a == "--sessions" || a == "--connections")
+      sessions = std::atoi(v.c_str());
+    else if (a == "--cpu-pid")
+      cpu_pid = std::atoi(v.c_str());
     else {
       std::fprintf(stderr, "initiator-bench: unknown argument %s\n", a.c_str());
       return 2;
     }
+    if (!ok) {
+      std::fprintf(stderr, "initiator-bench: %s wants yes or no, not %s\n", a.c_str(), v.c_str());
+      return 2;
+    }
   }
-  config.queue_depth = static_cast<uint32_t>(qd) * 2;
-  auto init = iser::initiator::SyncInitiator::Connect(config);
-  if (!init.ok()) {
-    std::fprintf(stderr, "initiator-bench: %s\n", init.status().ToString().c_str());
-    return 1;
+  if (qd < 1 || sessions < 1 || sessions > qd || bs == 0 || seconds <= 0 ||
+      (rw != "randread" && rw != "read" && rw != "randwrite" && rw != "write")) {
+    std::fprintf(stderr,
+                 "initiator-bench: need qd >= sessions >= 1, bs > 0, seconds > 0 and --rw "
+                 "randread|read|randwrite|write\n");
+    return 2;
   }
-  auto lun = (*init)->OpenLun(lun_id);
-  if (!lun.ok()) {
-    std::fprintf(stderr, "initiator-bench: %s\n", lun.status().ToString().c_str());
-    return 1;
+  absl::StatusOr<iser::initiator::TransportFactory> factory = TransportFactoryFor(transport);
+  if (!factory.ok()) {
+    std::fprintf(stderr, "initiator-bench: %s\n", factory.status().ToString().c_str());
+    return 2;
   }
-  iser::initiator::LunHandle* h = *lun;
-  uint64_t span = h->capacity_bytes();
+  config.transport_factory = *factory;
+
+  std::vector<std::unique_ptr<Worker>> workers;
+  for (int i = 0; i < sessions; ++i) {
+    auto w = std::make_unique<Worker>();
+    // The queue depth is split, not multiplied, so rows with 1 and N sessions compare the
+    // same number of I/Os in flight.
+    w->qd = qd / sessions + (i < qd % sessions ? 1 : 0);
+    iser::initiator::SessionConfig c = config;
+    c.queue_depth = static_cast<uint32_t>(w->qd) * 2;
+    auto init = iser::initiator::SyncInitiator::Connect(c);
+    if (!init.ok()) {
+      std::fprintf(stderr, "initiator-bench: session %d: %s\n", i,
+                   init.status().ToString().c_str());
+      return 1;
+    }
+    w->init = std::move(*init);
+    auto lun = w->init->OpenLun(lun_id);
+    if (!lun.ok()) {
+      std::fprintf(stderr, "initiator-bench: %s\n", lun.status().ToString().c_str());
+      return 1;
+    }
+    w->lun = *lun;
+    w->rng.seed(42 + i);
+    w->bufs.assign(w->qd, std::vector<uint8_t>(bs, 0x5a));
+    w->issued_at.resize(w->qd);
+    workers.push_back(std::move(w));
+  }
+  // What was negotiated, not what was asked for: the target may refuse either proposal,
+  // and "auto" may have fallen back to TCP.
+  const iser::login::OperationalParams params = workers[0]->init->session()->params();
+  const std::string got_transport = workers[0]->init->session()->transport_name();
+
+  uint64_t span = workers[0]->lun->capacity_bytes();
   if (span_mib > 0 && (span_mib << 20) < span) span = span_mib << 20;
   const uint64_t slots = span / bs;
+  if (slots == 0) {
+    std::fprintf(stderr, "initiator-bench: LUN smaller than one block of %u bytes\n", bs);
+    return 1;
+  }
   const bool write = rw == "randwrite" || rw == "write";
   const bool random = rw == "randread" || rw == "randwrite";
+  for (int i = 0; i < sessions; ++i) {
+    Worker* w = workers[i].get();
+    // Sequential streams of different sessions start apart instead of on the same blocks.
+    w->next_seq = slots / sessions * i;
+    w->lat_ns.reserve(
+        std::min<uint64_t>(static_cast<uint64_t>(seconds * 400000 / sessions), 64 << 20));
+  }
 
-  struct State {
-    std::vector<std::vector<uint8_t>> bufs;
-    std::mt19937_64 rng{42};
-    uint64_t next_seq = 0;
-    uint64_t done_ios = 0;
-    uint64_t errors = 0;
-    int inflight = 0;
-    absl::Time deadline;
-    std::promise<void> finished;
-  } st;
-  st.bufs.assign(qd, std::vector<uint8_t>(bs, 0x5a));
-  std::function<void(int)> issue = [&](int slot) {
-    if (absl::Now() >= st.deadline) {
-      if (--st.inflight == 0) st.finished.set_value();
+  std::function<void(Worker*, int)> issue = [&](Worker* w, int slot) {
+    Clock::time_point now = Clock::now();
+    if (now >= w->deadline) {
+      if (--w->inflight == 0) w->finished.set_value();
       return;
     }
-    uint64_t idx = random ? st.rng() % slots : (st.next_seq++ % slots);
+    uint64_t idx = random ? w->rng() % slots : (w->next_seq++ % slots);
     uint64_t off = idx * bs;
-    auto cb = [&, slot](absl::Status s) {
-      if (s.ok())
-        ++st.done_ios;
-      else
-        ++st.errors;
-      issue(slot);
+    w->issued_at[slot] = now;
+    auto cb = [&, w, slot](absl::Status s) {
+      if (s.ok()) {
+        ++w->done_ios;
+        auto ns =
+            std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - w->issued_at[slot]);
+        w->lat_ns.push_back(static_cast<uint32_t>(std::min<int64_t>(ns.count(), UINT32_MAX)));
+      } else {
+        ++w->errors;
+      }
+      issue(w, slot);
     };
     if (write)
-      h->WriteAt(off, st.bufs[slot], cb);
+      w->lun->WriteAt(off, w->bufs[slot], cb);
     else
-      h->ReadAt(off, st.bufs[slot], cb);
+      w->lun->ReadAt(off, w->bufs[slot], cb);
   };
-  absl::Time start = absl::Now();
-  (*init)->RunOnLoop([&] {
-    st.deadline = absl::Now() + absl::Seconds(seconds);
-    st.inflight = qd;
-    for (int s = 0; s < qd; ++s) issue(s);
-  });
-  st.finished.get_future().get();
-  double el = absl::ToDoubleSeconds(absl::Now() - start);
-  double iops = st.done_ios / el;
+
+  const double cpu0 = SelfCpuSeconds();
+  const double peer0 = PidCpuSeconds(cpu_pid);
+  const double host0 = HostBusySeconds();
+  const Clock::time_point start = Clock::now();
+  const Clock::time_point deadline =
+      start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  for (auto& w : workers) {
+    Worker* raw = w.get();
+    raw->init->RunOnLoop([&, raw] {
+      raw->deadline = deadline;
+      raw->inflight = raw->qd;
+      for (int s = 0; s < raw->qd; ++s) issue(raw, s);
+    });
+  }
+  for (auto& w : workers) w->finished.get_future().get();
+  const double el = std::chrono::duration<double>(Clock::now() - start).count();
+  const double cpu = SelfCpuSeconds() - cpu0;
+  const double peer1 = PidCpuSeconds(cpu_pid);
+  const double host = HostBusySeconds() - host0;
+  const double peer_cpu = (peer0 >= 0 && peer1 >= 0) ? peer1 - peer0 : -1;
+
+  uint64_t ios = 0, errors = 0;
+  std::vector<uint32_t> lat;
+  for (auto& w : workers) {
+    ios += w->done_ios;
+    errors += w->errors;
+    lat.insert(lat.end(), w->lat_ns.begin(), w->lat_ns.end());
+  }
+  std::sort(lat.begin(), lat.end());
+  auto pct = [&](double p) -> double {
+    if (lat.empty()) return 0;
+    size_t i = static_cast<size_t>(p * (lat.size() - 1) + 0.5);
+    return lat[i] / 1e3;
+  };
+  double mean_us = 0;
+  for (uint32_t v : lat) mean_us += v;
+  if (!lat.empty()) mean_us /= lat.size() * 1e3;
+
+  const double iops = ios / el;
+  const uint64_t bytes = ios * bs;
   std::printf("%s bs=%u qd=%d: %.0f IOPS %.1f MB/s %llu errors\n", rw.c_str(), bs, qd, iops,
-              iops * bs / 1e6, static_cast<unsigned long long>(st.errors));
-  return st.errors == 0 ? 0 : 1;
+              bytes / el / 1e6, static_cast<unsigned long long>(errors));
+  std::printf(
+      "RESULT transport=%s sessions=%d rw=%s bs=%u qd=%d immediate_data=%s initial_r2t=%s "
+      "ios=%llu errors=%llu seconds=%.3f iops=%.0f mbps=%.1f lat_mean_us=%.1f "
+      "lat_p50_us=%.1f lat_p99_us=%.1f cpu_s=%.3f peer_cpu_s=%.3f host_busy_s=%.3f ncpu=%ld "
+      "bytes=%llu\n",
+      got_transport.c_str(), sessions, rw.c_str(), bs, qd, params.immediate_data ? "yes" : "no",
+      params.initial_r2t ? "yes" : "no", static_cast<unsigned long long>(ios),
+      static_cast<unsigned long long>(errors), el, iops, bytes / el / 1e6, mean_us, pct(0.50),
+      pct(0.99), cpu, peer_cpu, host, sysconf(_SC_NPROCESSORS_ONLN),
+      static_cast<unsigned long long>(bytes));
+  std::fflush(stdout);
+  return errors == 0 ? 0 : 1;
 }

@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# The evaluation benchmark (issue 5): iSER over the user-space software iWARP vs iSCSI over
+# TCP on loopback, in one run, against ONE iser-target process and ONE LUN (a file filled
+# with random bytes in /dev/shm; the target serves TCP and iSER on one port with
+# --transport any). The initiator is initiator-bench (LunHandle, no block device).
+#
+# Rows: 4 KiB random read/write at QD 1, 32, 128 and 128 KiB sequential read/write at
+# QD32; with 1 and 2 sessions; writes with (ImmediateData=Yes, InitialR2T=No) and
+# (ImmediateData=No, InitialR2T=Yes). Reads run once per row: the two keys only govern
+# how write data leaves the initiator (RFC 7143 sec 13.10-13.11), a read sends none, so
+# their column says "-". "sessions" is N independent sessions (own ISIDs, own initiator
+# loop threads) over which the queue depth is split: the initiator has no multiple
+# connections per session. QD1 has no 2-session row (one session would sit idle).
+# For each row the TCP and iSER cells run back to back (alternating which goes first),
+# so both see the same machine load.
+#
+# Columns: MB/s, IOPS, mean and p99 latency (exact, from every I/O), CPU seconds per GB
+# moved for the initiator process (getrusage) and the target process (/proc/PID/stat),
+# both over the measured interval only; iSER/TCP = ratio of MB/s; "others" = CPU used
+# by other processes during the cell, in % of the whole machine (noise indicator).
+# Not a ctest (timings); --smoke is (a few 1 s cells, checks every cell worked).
+#
+#   bench_iser_eval.sh [--build DIR] [--seconds S] [--size-mib N] [--transports "tcp iser"]
+#                      [--smoke] [--keep-results FILE]
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+# shellcheck source=../../scripts/lib/iscsi-peers.sh
+source "$ROOT/scripts/lib/iscsi-peers.sh"
+BUILD=$ROOT/build SECS=3 SIZE_MIB=1024 SMOKE=0 TRANSPORTS="tcp iser" KEEP=
+TARGET_BIN="" IBENCH=""
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --build) BUILD=$2; shift ;;
+    --target-bin) TARGET_BIN=$2; shift ;;
+    --initiator-bench) IBENCH=$2; shift ;;
+    --seconds) SECS=$2; shift ;;
+    --size-mib) SIZE_MIB=$2; shift ;;
+    --transports) TRANSPORTS=$2; shift ;;
+    --smoke) SMOKE=1 ;;
+    --keep-results) KEEP=$2; shift ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+if [[ $SMOKE == 1 ]]; then
+  SECS=1
+  SIZE_MIB=64
+fi
+TARGET_BIN=${TARGET_BIN:-$BUILD/iser/target/iser-target}
+IBENCH=${IBENCH:-$BUILD/node/attach/initiator-bench}
+for b in "$TARGET_BIN" "$IBENCH"; do
+  [[ -x $b ]] || { echo "missing $b (build iser-target initiator-bench)" >&2; exit 1; }
+done
+command -v python3 >/dev/null || { echo "python3 not found" >&2; exit 1; }
+
+WORK=$(mktemp -d /tmp/iser-bench-eval.XXXXXX)
+SHM=$(mktemp -d /dev/shm/iser-bench-eval.XXXXXX)
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  set +e
+  if [[ -n $ISER_TARGET_PID ]]; then iser_target_stop || true; fi
+  rm -rf "$WORK" "$SHM"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+IQN=iqn.2026-11.org.iser-csi:eval
+LUNFILE=$SHM/lun.img
+PORT=$(free_port)
+log "filling a ${SIZE_MIB} MiB LUN file in /dev/shm"
+dd if=/dev/urandom of="$LUNFILE" bs=1M count="$SIZE_MIB" status=none
+iser_target_start "$TARGET_BIN" "$WORK" "$PORT" "$IQN" "$LUNFILE" "${SIZE_MIB}M" \
+  --transport any --log-level warning
+log "iser-target pid $ISER_TARGET_PID on 127.0.0.1:$PORT (--transport any)"
+
+RESULTS=$WORK/results.txt
+: >"$RESULTS"
+# run LABEL TRANSPORT initiator-bench-args... -> appends "LABEL RESULT-line" to RESULTS
+run() {
+  local label=$1 tr=$2 out rc=0
+  shift 2
+  out=$("$IBENCH" --portal "127.0.0.1:$PORT" --target "$IQN" --lun 0 --seconds "$SECS" \
+    --transport "$tr" --cpu-pid "$ISER_TARGET_PID" "$@" 2>"$WORK/ibench.err") || rc=$?
+  local line
+  line=$(grep '^RESULT ' <<<"$out" || true)
+  if [[ $rc != 0 || -z $line ]]; then
+    echo "initiator-bench failed (exit $rc): $tr $*" >&2
+    cat "$WORK/ibench.err" >&2
+    return 1
+  fi
+  echo "$label $line" >>"$RESULTS"
+  log "$(printf '%-26s %-5s' "$label" "$tr")" \
+    "$(grep -o -E '(iops|mbps|lat_mean_us|lat_p99_us)=[0-9.]+' <<<"$line" | tr '\n' ' ')"
+}
+
+# Which transports work here: a 0.2 s probe each. One that does not is left out of the
+# table and makes the run fail at the end (the other rows are still measured).
+AVAIL=()
+NOTES=()
+for tr in $TRANSPORTS; do
+  if out=$("$IBENCH" --portal "127.0.0.1:$PORT" --target "$IQN" --lun 0 --seconds 0.2 --qd 1 \
+      --transport "$tr" 2>"$WORK/probe.err") && grep -q "^RESULT transport=$tr " <<<"$out"; then
+    AVAIL+=("$tr")
+  else
+    why=$(head -1 "$WORK/probe.err")
+    [[ -n $why ]] || why="the session got $(grep -o 'transport=[a-z]*' <<<"${out:-}" || true)"
+    NOTES+=("$tr not measured: $why")
+    log "${NOTES[-1]}"
+  fi
+done
+[[ ${#AVAIL[@]} -gt 0 ]] || { echo "no transport works" >&2; exit 1; }
+
+# Cells: "rw bs qd setting sessions". setting: imm (ImmediateData=Yes, InitialR2T=No),
+# r2t (ImmediateData=No, InitialR2T=Yes), or - for reads (run with the defaults, imm).
+CELLS=()
+if [[ $SMOKE == 1 ]]; then
+  CELLS=("randread 4096 32 - 1" "randwrite 4096 32 imm 1" "randwrite 4096 32 r2t 1"
+         "write 131072 32 r2t 2" "read 131072 32 - 2")
+else
+  for s in 1 2; do
+    for qd in 1 32 128; do
+      [[ $s == 2 && $qd == 1 ]] && continue
+      CELLS+=("randread 4096 $qd - $s" "randwrite 4096 $qd imm $s" "randwrite 4096 $qd r2t $s")
+    done
+    CELLS+=("read 131072 32 - $s" "write 131072 32 imm $s" "write 131072 32 r2t $s")
+  done
+fi
+log "${#CELLS[@]} rows x ${#AVAIL[@]} transports x ${SECS} s"
+n=0
+for cell in "${CELLS[@]}"; do
+  read -r rw bs qd setting sessions <<<"$cell"
+  args=(--rw "$rw" --bs "$bs" --qd "$qd" --sessions "$sessions")
+  case $setting in
+    r2t) args+=(--immediate-data no --initial-r2t yes) ;;
+    *) args+=(--immediate-data yes --initial-r2t no) ;;
+  esac
+  order=("${AVAIL[@]}")
+  if ((n % 2 == 1)) && ((${#AVAIL[@]} == 2)); then order=("${AVAIL[1]}" "${AVAIL[0]}"); fi
+  for tr in "${order[@]}"; do
+    run "$rw:$bs:$qd:$setting:$sessions" "$tr" "${args[@]}"
+  done
+  n=$((n + 1))
+done
+
+rc=0
+iser_target_stop || rc=$?
+[[ $rc == 0 ]] || { echo "iser-target exited with status $rc after SIGTERM" >&2; exit 1; }
+[[ -z $KEEP ]] || cp "$RESULTS" "$KEEP"
+
+python3 - "$RESULTS" "$SECS" "$SIZE_MIB" "${NOTES[@]}" <<'PY'
+import sys
+path, secs, size_mib, notes = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+rows = {}
+order = []
+for line in open(path):
+    label, _, *kv = line.split()
+    d = dict(x.split("=", 1) for x in kv)
+    if label not in rows:
+        rows[label] = {}
+        order.append(label)
+    rows[label][d["transport"]] = d
+problems = []
+for label, per in rows.items():
+    rw, bs, qd, setting, sessions = label.split(":")
+    for tr, d in per.items():
+        if int(d["errors"]) or not int(d["ios"]):
+            problems.append(f"{label} {tr}: {d['ios']} I/Os, {d['errors']} errors")
+        want = {"r2t": ("no", "yes")}.get(setting, ("yes", "no"))
+        if (d["immediate_data"], d["initial_r2t"]) != want:
+            problems.append(f"{label} {tr}: negotiated ImmediateData={d['immediate_data']} "
+                            f"InitialR2T={d['initial_r2t']}, asked for {want}")
+        if float(d["peer_cpu_s"]) < 0:
+            problems.append(f"{label} {tr}: no target CPU time")
+
+name = {"randread": "4 KiB rand read", "randwrite": "4 KiB rand write",
+        "read": "128 KiB seq read", "write": "128 KiB seq write"}
+setting_name = {"imm": "Yes/No", "r2t": "No/Yes", "-": "-"}
+def f(x, nd=0):
+    return f"{x:,.{nd}f}"
+def spg(cpu, b):
+    return f"{cpu / (b / 1e9):.2f}" if b else "n/a"
+print()
+print(f"iSER (software iWARP) vs iSCSI/TCP, loopback, one iser-target, one {size_mib} MiB LUN "
+      f"in /dev/shm, initiator-bench, {secs} s per cell")
+print()
+print("| workload | QD | ImmData/InitR2T | sessions | transport | MB/s | IOPS | mean us | "
+      "p99 us | init CPU s/GB | target CPU s/GB | iSER/TCP | others |")
+print("|---|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+others = []
+for label in order:
+    rw, bs, qd, setting, sessions = label.split(":")
+    per = rows[label]
+    for tr in ("iser", "tcp"):
+        if tr not in per:
+            continue
+        d = per[tr]
+        b = int(d["bytes"])
+        ratio = ""
+        if tr == "iser" and "tcp" in per and float(per["tcp"]["mbps"]):
+            ratio = f"{float(d['mbps']) / float(per['tcp']['mbps']):.2f}"
+        el = float(d["seconds"])
+        other = (float(d["host_busy_s"]) - float(d["cpu_s"]) - float(d["peer_cpu_s"]))
+        other_pct = max(0.0, 100 * other / (el * int(d["ncpu"])))
+        others.append(other_pct)
+        print(f"| {name[rw]} | {qd} | {setting_name[setting]} | {sessions} | "
+              f"{'iSER' if tr == 'iser' else 'TCP'} | {f(float(d['mbps']), 1)} | "
+              f"{f(float(d['iops']))} | {float(d['lat_mean_us']):.1f} | "
+              f"{float(d['lat_p99_us']):.1f} | {spg(float(d['cpu_s']), b)} | "
+              f"{spg(float(d['peer_cpu_s']), b)} | {ratio} | {other_pct:.0f}% |")
+print()
+if others:
+    print(f"others = CPU used by other processes during a cell, % of all CPUs: "
+          f"median {sorted(others)[len(others) // 2]:.0f}%, max {max(others):.0f}%")
+# A transport that was asked for and does not work is a failure (after the table, so
+# the TCP numbers are still there); pass --transports tcp to measure TCP alone.
+problems += notes
+if problems:
+    print()
+    for p in problems:
+        print(f"PROBLEM: {p}")
+    sys.exit(1)
+PY

@@ -22,6 +22,12 @@
 #
 #   bench_iser_eval.sh [--build DIR] [--seconds S] [--size-mib N] [--transports "tcp iser"]
 #                      [--smoke] [--keep-results FILE]
+#     --build DIR          where iser-target and initiator-bench are (default ./build), or
+#     --target-bin BIN --initiator-bench BIN
+#     --seconds S          per cell, default 3 (--smoke: 1 s, a 64 MiB LUN, five rows)
+#     --size-mib N         LUN size, default 1024 (filled from /dev/urandom)
+#     --transports LIST    default "tcp iser"; one that does not work fails the run
+#     --keep-results FILE  the raw RESULT lines of initiator-bench, one per cell
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -39,7 +45,7 @@ while [[ $# -gt 0 ]]; do
     --transports) TRANSPORTS=$2; shift ;;
     --smoke) SMOKE=1 ;;
     --keep-results) KEEP=$2; shift ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
   shift

@@ -12,7 +12,7 @@
 # loop threads) over which the queue depth is split: the initiator has no multiple
 # connections per session. QD1 has no 2-session row (one session would sit idle).
 # For each row the TCP and iSER cells run back to back (alternating which goes first),
-# so both see the same machine load.
+# so both see the same machine load; --rounds N repeats the whole list and prints medians.
 #
 # Columns: MB/s, IOPS, mean and p99 latency (exact, from every I/O), CPU seconds per GB
 # moved for the initiator process (getrusage) and the target process (/proc/PID/stat),
@@ -20,11 +20,12 @@
 # by other processes during the cell, in % of the whole machine (noise indicator).
 # Not a ctest (timings); --smoke is (a few 1 s cells, checks every cell worked).
 #
-#   bench_iser_eval.sh [--build DIR] [--seconds S] [--size-mib N] [--transports "tcp iser"]
-#                      [--smoke] [--keep-results FILE]
-#     --build DIR          where iser-target and initiator-bench are (default ./build), or
+#   bench_iser_eval.sh [--build DIR] [--seconds S] [--rounds N] [--size-mib N]
+#                      [--transports "tcp iser"] [--smoke] [--keep-results FILE]
+#     --build DIR          where iser-target and initiator-bench are (default build/), or
 #     --target-bin BIN --initiator-bench BIN
 #     --seconds S          per cell, default 3 (--smoke: 1 s, a 64 MiB LUN, five rows)
+#     --rounds N           default 1 (~2.5 min); 3 for a noisy machine (~7 min)
 #     --size-mib N         LUN size, default 1024 (filled from /dev/urandom)
 #     --transports LIST    default "tcp iser"; one that does not work fails the run
 #     --keep-results FILE  the raw RESULT lines of initiator-bench, one per cell
@@ -33,7 +34,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 # shellcheck source=../../scripts/lib/iscsi-peers.sh
 source "$ROOT/scripts/lib/iscsi-peers.sh"
-BUILD=$ROOT/build SECS=3 SIZE_MIB=1024 SMOKE=0 TRANSPORTS="tcp iser" KEEP=
+BUILD=$ROOT/build SECS=3 ROUNDS=1 SIZE_MIB=1024 SMOKE=0 TRANSPORTS="tcp iser" KEEP=
 TARGET_BIN="" IBENCH=""
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -41,17 +42,19 @@ while [[ $# -gt 0 ]]; do
     --target-bin) TARGET_BIN=$2; shift ;;
     --initiator-bench) IBENCH=$2; shift ;;
     --seconds) SECS=$2; shift ;;
+    --rounds) ROUNDS=$2; shift ;;
     --size-mib) SIZE_MIB=$2; shift ;;
     --transports) TRANSPORTS=$2; shift ;;
     --smoke) SMOKE=1 ;;
     --keep-results) KEEP=$2; shift ;;
-    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
   shift
 done
 if [[ $SMOKE == 1 ]]; then
   SECS=1
+  ROUNDS=1
   SIZE_MIB=64
 fi
 TARGET_BIN=${TARGET_BIN:-$BUILD/iser/target/iser-target}
@@ -136,8 +139,9 @@ else
     CELLS+=("read 131072 32 - $s" "write 131072 32 imm $s" "write 131072 32 r2t $s")
   done
 fi
-log "${#CELLS[@]} rows x ${#AVAIL[@]} transports x ${SECS} s"
+log "${#CELLS[@]} rows x ${#AVAIL[@]} transports x ${SECS} s x $ROUNDS rounds"
 n=0
+for ((round = 1; round <= ROUNDS; round++)); do
 for cell in "${CELLS[@]}"; do
   read -r rw bs qd setting sessions <<<"$cell"
   args=(--rw "$rw" --bs "$bs" --qd "$qd" --sessions "$sessions")
@@ -148,9 +152,10 @@ for cell in "${CELLS[@]}"; do
   order=("${AVAIL[@]}")
   if ((n % 2 == 1)) && ((${#AVAIL[@]} == 2)); then order=("${AVAIL[1]}" "${AVAIL[0]}"); fi
   for tr in "${order[@]}"; do
-    run "$rw:$bs:$qd:$setting:$sessions" "$tr" "${args[@]}"
+    run "$rw:$bs:$qd:$setting:$sessions:$round" "$tr" "${args[@]}"
   done
   n=$((n + 1))
+done
 done
 
 rc=0
@@ -158,22 +163,23 @@ iser_target_stop || rc=$?
 [[ $rc == 0 ]] || { echo "iser-target exited with status $rc after SIGTERM" >&2; exit 1; }
 [[ -z $KEEP ]] || cp "$RESULTS" "$KEEP"
 
-python3 - "$RESULTS" "$SECS" "$SIZE_MIB" "${NOTES[@]}" <<'PY'
-import sys
-path, secs, size_mib, notes = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
-rows = {}
+python3 - "$RESULTS" "$SECS" "$SIZE_MIB" "$ROUNDS" "${NOTES[@]}" <<'PY'
+import statistics, sys
+path, secs, size_mib, rounds, notes = sys.argv[1:5] + [sys.argv[5:]]
+runs = {}  # label -> transport -> round -> RESULT fields
 order = []
 for line in open(path):
-    label, _, *kv = line.split()
+    full, _, *kv = line.split()
+    label, rnd = full.rsplit(":", 1)
     d = dict(x.split("=", 1) for x in kv)
-    if label not in rows:
-        rows[label] = {}
+    if label not in runs:
+        runs[label] = {}
         order.append(label)
-    rows[label][d["transport"]] = d
+    runs[label].setdefault(d["transport"], {})[rnd] = d
 problems = []
-for label, per in rows.items():
+for label, per in runs.items():
     rw, bs, qd, setting, sessions = label.split(":")
-    for tr, d in per.items():
+    for tr, d in ((tr, d) for tr, by_round in per.items() for d in by_round.values()):
         if int(d["errors"]) or not int(d["ios"]):
             problems.append(f"{label} {tr}: {d['ios']} I/Os, {d['errors']} errors")
         want = {"r2t": ("no", "yes")}.get(setting, ("yes", "no"))
@@ -186,13 +192,21 @@ for label, per in rows.items():
 name = {"randread": "4 KiB rand read", "randwrite": "4 KiB rand write",
         "read": "128 KiB seq read", "write": "128 KiB seq write"}
 setting_name = {"imm": "Yes/No", "r2t": "No/Yes", "-": "-"}
-def f(x, nd=0):
-    return f"{x:,.{nd}f}"
-def spg(cpu, b):
-    return f"{cpu / (b / 1e9):.2f}" if b else "n/a"
+def derived(d):
+    b, el = int(d["bytes"]), float(d["seconds"])
+    gb = b / 1e9 if b else float("nan")
+    other = float(d["host_busy_s"]) - float(d["cpu_s"]) - float(d["peer_cpu_s"])
+    return {"mbps": float(d["mbps"]), "iops": float(d["iops"]),
+            "mean": float(d["lat_mean_us"]), "p99": float(d["lat_p99_us"]),
+            "icpu": float(d["cpu_s"]) / gb, "tcpu": float(d["peer_cpu_s"]) / gb,
+            "others": max(0.0, 100 * other / (el * int(d["ncpu"])))}
+def med(values):
+    return statistics.median(values) if values else float("nan")
 print()
 print(f"iSER (software iWARP) vs iSCSI/TCP, loopback, one iser-target, one {size_mib} MiB LUN "
-      f"in /dev/shm, initiator-bench, {secs} s per cell")
+      f"in /dev/shm, initiator-bench, {secs} s per cell" +
+      (f", median of {rounds} rounds (each column on its own; iSER/TCP = median of the "
+       f"per-round ratios)" if rounds != "1" else ""))
 print()
 print("| workload | QD | ImmData/InitR2T | sessions | transport | MB/s | IOPS | mean us | "
       "p99 us | init CPU s/GB | target CPU s/GB | iSER/TCP | others |")
@@ -200,24 +214,22 @@ print("|---|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 others = []
 for label in order:
     rw, bs, qd, setting, sessions = label.split(":")
-    per = rows[label]
+    per = runs[label]
     for tr in ("iser", "tcp"):
         if tr not in per:
             continue
-        d = per[tr]
-        b = int(d["bytes"])
+        rs = {r: derived(d) for r, d in per[tr].items()}
+        m = {k: med([x[k] for x in rs.values()]) for k in next(iter(rs.values()))}
+        others += [x["others"] for x in rs.values()]
         ratio = ""
-        if tr == "iser" and "tcp" in per and float(per["tcp"]["mbps"]):
-            ratio = f"{float(d['mbps']) / float(per['tcp']['mbps']):.2f}"
-        el = float(d["seconds"])
-        other = (float(d["host_busy_s"]) - float(d["cpu_s"]) - float(d["peer_cpu_s"]))
-        other_pct = max(0.0, 100 * other / (el * int(d["ncpu"])))
-        others.append(other_pct)
+        if tr == "iser" and "tcp" in per:
+            tcp = {r: float(d["mbps"]) for r, d in per["tcp"].items()}
+            rr = [x["mbps"] / tcp[r] for r, x in rs.items() if tcp.get(r)]
+            ratio = f"{med(rr):.2f}" if rr else ""
         print(f"| {name[rw]} | {qd} | {setting_name[setting]} | {sessions} | "
-              f"{'iSER' if tr == 'iser' else 'TCP'} | {f(float(d['mbps']), 1)} | "
-              f"{f(float(d['iops']))} | {float(d['lat_mean_us']):.1f} | "
-              f"{float(d['lat_p99_us']):.1f} | {spg(float(d['cpu_s']), b)} | "
-              f"{spg(float(d['peer_cpu_s']), b)} | {ratio} | {other_pct:.0f}% |")
+              f"{'iSER' if tr == 'iser' else 'TCP'} | {m['mbps']:,.1f} | {m['iops']:,.0f} | "
+              f"{m['mean']:.1f} | {m['p99']:.1f} | {m['icpu']:.2f} | {m['tcpu']:.2f} | "
+              f"{ratio} | {m['others']:.0f}% |")
 print()
 if others:
     print(f"others = CPU used by other processes during a cell, % of all CPUs: "

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # THE demo: the whole data path on one machine. Build iser-target and iser-attach, serve a
-# sparse LUN over iSCSI/TCP on 127.0.0.1, attach it with the built-in initiator as a
-# block device (FUSE file + loop device), make an ext4 filesystem, mount it, write and
-# verify a file, run a short fio job, then unmount, detach and stop. Leaves nothing behind.
+# sparse LUN on 127.0.0.1 (iSCSI/TCP and iSER over software iWARP on one port), attach it
+# with the built-in initiator as a block device (FUSE file + loop device; transport auto:
+# iSER, falling back to TCP), make an ext4 filesystem, mount it, write and verify a file,
+# run a short fio job, unmount and detach; then the same fio job on the raw device over
+# iSER and over TCP side by side; stop. Leaves nothing behind.
 #
 #   bash scripts/demo.sh                 # as root on Debian 12 (installs deps on first run)
 #   bash scripts/demo.sh --against-tgt   # same steps against tgt (checks the demo itself)
@@ -82,7 +84,7 @@ cleanup() {
   if [[ -n "$ISER_TARGET_PID" ]]; then iser_target_stop || true; fi
   tgt_stop
   rm -f "$LUNFILE"
-  rm -f "$DATA/tgtd.log" "$DATA/iser-target.log" "$DATA/iser-attach.log" "$DATA/fio.out"
+  rm -f "$DATA/tgtd.log" "$DATA/iser-target.log" "$DATA/iser-attach.log" "$DATA/fio.out" "$DATA"/fio-*.out
   if [[ -n "$CREATED_DIR" ]]; then rm -rf "$CREATED_DIR"; fi
   if [[ -n "$CREATED_STATE" ]]; then
     rmdir "$STATE_DIR" 2>/dev/null && rmdir "$CREATED_STATE" 2>/dev/null
@@ -116,8 +118,11 @@ step "4. discovery with libiscsi (a peer nobody here wrote)"
 run iscsi-ls -s "iscsi://127.0.0.1:$PORT"
 
 step "5. attach LUN $LUN with iser-attach (built-in initiator -> FUSE file -> loop device)"
-DEV=$(run "$ATTACH" --portal "127.0.0.1:$PORT" --target "$IQN" --lun "$LUN" \
-  --log-file "$DATA/iser-attach.log" | tail -1)
+OUT=$(run "$ATTACH" --portal "127.0.0.1:$PORT" --target "$IQN" --lun "$LUN" --transport auto \
+  --log-file "$DATA/iser-attach.log")
+DEV=$(tail -1 <<<"$OUT")
+GOT=$(sed -n 's/^transport: //p' <<<"$OUT")
+echo "transport: $GOT (asked for auto: iSER first, iSCSI/TCP if the target has no iSER)"
 echo "block device: $DEV"
 run lsblk -o NAME,SIZE,LOG-SEC,RO,TYPE "$DEV"
 run "$ATTACH" --list
@@ -148,15 +153,45 @@ rm -f "$MNT/fio.dat"
 
 step "9. unmount and detach $DEV (flush, remove the loop device, unmount FUSE, log out)"
 run umount "$MNT"
+FUSE_DIR=$(sed -n 's/.*"fuse_mount_dir": "\(.*\)".*/\1/p' "$STATE_DIR/$(basename "$DEV").json")
 run "$ATTACH" --detach "$DEV"
-LEFT=$(losetup -l -n -O NAME,BACK-FILE | grep iser-fuse || true)
-[[ -z "$LEFT" ]] || { echo "loop devices left: $LEFT" >&2; exit 1; }
-if grep -q iser-fuse /proc/self/mounts; then echo "FUSE mount left behind" >&2; exit 1; fi
+LEFT=$(losetup -l -n -O NAME,BACK-FILE | grep -F "$FUSE_DIR/" || true)
+[[ -z "$LEFT" ]] || { echo "loop device left: $LEFT" >&2; exit 1; }
+if awk '{print $2}' /proc/self/mounts | grep -qxF "$FUSE_DIR"; then
+  echo "FUSE mount $FUSE_DIR left behind" >&2
+  exit 1
+fi
 echo "$DEV is gone; no FUSE mount, no attachment record left"
 run "$ATTACH" --list
 DEV=
 
-step "10. stop $PEER"
+step "10. the same fio job on the raw device over iSER and over iSCSI/TCP, side by side"
+# Read-only jobs (the filesystem stays intact): 3 s of 4 KiB random reads and 3 s of
+# 128 KiB sequential reads, queue depth 32, O_DIRECT, each through a fresh attachment.
+if [[ $AGAINST_TGT == 1 ]]; then TRANSPORTS="tcp"; else TRANSPORTS="iser tcp"; fi
+declare -A IOPS4K MBS128K
+for t in $TRANSPORTS; do
+  DEV=$(run "$ATTACH" --portal "127.0.0.1:$PORT" --target "$IQN" --lun "$LUN" --transport "$t" \
+    --log-file "$DATA/iser-attach.log" | tail -1)
+  run fio --name=rand4k --filename="$DEV" --rw=randread --bs=4k --iodepth=32 --ioengine=libaio \
+    --direct=1 --time_based --runtime=3 --output-format=terse --terse-version=3 \
+    --output="$DATA/fio-$t-4k.out"
+  run fio --name=seq128k --filename="$DEV" --rw=read --bs=128k --iodepth=32 --ioengine=libaio \
+    --direct=1 --time_based --runtime=3 --output-format=terse --terse-version=3 \
+    --output="$DATA/fio-$t-128k.out"
+  # terse v3: field 8 = read IOPS, field 7 = read bandwidth in KiB/s
+  IOPS4K[$t]=$(awk -F';' '{print $8}' "$DATA/fio-$t-4k.out")
+  MBS128K[$t]=$(awk -F';' '{printf "%.0f", $7 * 1024 / 1e6}' "$DATA/fio-$t-128k.out")
+  run "$ATTACH" --detach "$DEV"
+  DEV=
+  rm -f "$DATA/fio-$t-4k.out" "$DATA/fio-$t-128k.out"
+done
+printf '  %-10s %16s %22s\n' transport "4K randread IOPS" "128K seq read MB/s"
+for t in $TRANSPORTS; do printf '  %-10s %16s %22s\n' "$t" "${IOPS4K[$t]}" "${MBS128K[$t]}"; done
+echo "  (one 3 s run each on a shared 2-core box: a demonstration, not a benchmark;"
+echo "   tests/bench/bench_iser_eval.sh is the evaluation)"
+
+step "11. stop $PEER"
 if [[ $AGAINST_TGT == 1 ]]; then
   echo "tgt ignores SIGTERM: deleting LUN and target with tgtadm --force, then SIGKILL"
   tgt_stop

@@ -49,16 +49,42 @@ absl::StatusOr<std::unique_ptr<LunBackend>> LunBackend::Create(EventLoop* loop,
 
 void LunBackend::Read(uint64_t offset, std::span<uint8_t> dst, IoCompletion done) {
   ios_.fetch_add(1, std::memory_order_relaxed);
-  loop_->Post([lun = lun_, offset, dst, done = std::move(done)]() mutable {
-    lun->ReadAt(offset, dst, std::move(done));
-  });
+  Enqueue({false, offset, dst.data(), dst.size(), std::move(done)});
 }
 
 void LunBackend::Write(uint64_t offset, std::span<const uint8_t> src, IoCompletion done) {
   ios_.fetch_add(1, std::memory_order_relaxed);
-  loop_->Post([lun = lun_, offset, src, done = std::move(done)]() mutable {
-    lun->WriteAt(offset, src, std::move(done));
-  });
+  // The initiator only reads from write buffers; Op keeps one pointer type for both.
+  Enqueue({true, offset, const_cast<uint8_t*>(src.data()), src.size(), std::move(done)});
+}
+
+void LunBackend::Enqueue(Op op) {
+  bool post;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    pending_.push_back(std::move(op));
+    post = !drain_posted_;
+    drain_posted_ = true;
+  }
+  // A Drain() already queued will pick this op up. Each posted Drain() finds at least
+  // the op that posted it, whose completion has not run: the backend outlives it.
+  if (post) loop_->Post([this] { Drain(); });
+}
+
+void LunBackend::Drain() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    draining_.swap(pending_);
+    drain_posted_ = false;
+  }
+  for (Op& op : draining_) {
+    if (op.write) {
+      lun_->WriteAt(op.offset, std::span<const uint8_t>(op.data, op.length), std::move(op.done));
+    } else {
+      lun_->ReadAt(op.offset, std::span<uint8_t>(op.data, op.length), std::move(op.done));
+    }
+  }
+  draining_.clear();
 }
 
 void LunBackend::Flush(IoCompletion done) {

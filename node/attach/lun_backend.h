@@ -1,9 +1,10 @@
 // node_attach: the glue between the in-process initiator and the exposure seam.
 //
 // LunBackend is a node::BlockBackend over an initiator::LunHandle. The handle lives on
-// an EventLoop thread (its session's); every call hops there with Post() and the
-// completion runs on that thread (which the exposures allow: they never block inside a
-// completion).
+// an EventLoop thread (its session's); every call hops there and the completion runs on
+// that thread (which the exposures allow: they never block inside a completion).
+// Reads and writes from many threads are queued here and handed over in batches: one
+// Post() (a lock and an eventfd write that wakes the loop) per batch, not per I/O.
 //
 //   auto init = initiator::SyncInitiator::Connect(config);
 //   auto lun = (*init)->OpenLun(0);
@@ -15,7 +16,9 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <span>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "iser/base/event_loop.h"
@@ -44,7 +47,17 @@ class LunBackend : public BlockBackend {
   uint64_t ios() const { return ios_.load(std::memory_order_relaxed); }
 
  private:
+  struct Op {
+    bool write;
+    uint64_t offset;
+    uint8_t* data;
+    size_t length;
+    IoCompletion done;
+  };
+
   LunBackend(EventLoop* loop, initiator::LunHandle* lun);
+  void Enqueue(Op op);
+  void Drain();  // loop thread
 
   EventLoop* loop_;
   initiator::LunHandle* lun_;
@@ -53,6 +66,11 @@ class LunBackend : public BlockBackend {
   bool thin_;
   bool lbprz_ = false;
   std::atomic<uint64_t> ios_{0};
+
+  std::mutex mu_;
+  std::vector<Op> pending_;    // guarded by mu_
+  bool drain_posted_ = false;  // guarded by mu_: a Drain() is queued on the loop
+  std::vector<Op> draining_;   // loop thread only; kept to reuse its capacity
 };
 
 }  // namespace iser::node

@@ -299,6 +299,45 @@ TEST_F(FuseLoopTest, AsyncBackendGetsQueueDepthAndErrorsPropagate) {
   ExpectNothingLeft(h);
 }
 
+// The data path's variants: one reader or several; read replies sent by the completing
+// thread or by reply threads; write payloads in the reader's buffer (large) or copied
+// (small). Completions come from another thread, as the initiator's do.
+TEST_F(FuseLoopTest, ReaderAndReplyThreadVariantsKeepDataIntact) {
+  if (RunCommand("fio --version").exit_code != 0) GTEST_SKIP() << "fio not installed";
+  const FuseLoopOptions variants[] = {
+      {.max_threads = 1, .reply_threads = 0},
+      {.max_threads = 2, .reply_threads = 1, .reply_offload_bytes = 4096},
+      {.max_threads = 4, .reply_threads = 2, .reply_offload_bytes = 65536},
+  };
+  for (const FuseLoopOptions& fl : variants) {
+    SCOPED_TRACE(absl::StrFormat("readers %d, reply threads %d from %u bytes", fl.max_threads,
+                                 fl.reply_threads, fl.reply_offload_bytes));
+    auto memory = NewBackend(64 << 20, 4096);
+    AsyncBackend backend(*memory);
+    FuseLoopExposure exposure(fl);
+    auto dev = exposure.ExposeFuseLoop(backend, {.name = "variant"});
+    ASSERT_TRUE(dev.ok()) << dev.status();
+    CommandResult fio = RunCommand(
+        "fio --name=mixed --filename=" + (*dev)->device_path() +
+        " --ioengine=libaio --direct=1 --iodepth=32 --size=48M --rw=randwrite"
+        " --bsrange=4k-1m --verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0");
+    EXPECT_EQ(fio.exit_code, 0) << fio.output;
+    EXPECT_NE(fio.output.find("err= 0"), std::string::npos) << fio.output;
+    // What fio verified through the device is what the backend holds.
+    UniqueFd fd(::open((*dev)->device_path().c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC));
+    ASSERT_TRUE(fd);
+    AlignedBuffer buf(1 << 20);
+    for (uint64_t off = 0; off < (48u << 20); off += buf.size) {
+      ASSERT_EQ(::pread(fd.get(), buf.p, buf.size, off), static_cast<ssize_t>(buf.size));
+      ASSERT_EQ(std::memcmp(buf.p, memory->data() + off, buf.size), 0) << "offset " << off;
+    }
+    fd.Reset();
+    FuseLoopHandles h = (*dev)->handles();
+    ASSERT_TRUE((*dev)->Detach().ok());
+    ExpectNothingLeft(h);
+  }
+}
+
 TEST_F(FuseLoopTest, DestructorTearsDownWithoutDetach) {
   auto backend = NewBackend(16 << 20, 512);
   FuseLoopHandles h;

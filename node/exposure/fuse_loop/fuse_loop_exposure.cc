@@ -14,8 +14,10 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <fstream>
 #include <mutex>
 #include <thread>
@@ -33,6 +35,8 @@ constexpr fuse_ino_t kFileIno = 2;
 constexpr char kFileName[] = "lun";
 constexpr size_t kMaxIo = 1 << 20;  // max_write; the kernel then allows 256-page reads too
 constexpr double kAttrTimeout = 3600.0;
+// Writes of at least this much keep the reader's request buffer instead of a copy.
+constexpr size_t kTakeBufferBytes = 32 * 1024;
 
 absl::Status Errno(absl::string_view what) {
   return absl::InternalError(absl::StrFormat("%s: %s", what, std::strerror(errno)));
@@ -74,6 +78,31 @@ class BufferPool {
   std::mutex mu_;
   std::vector<void*> free_;
 };
+
+// libfuse reads a request with one read() of 256 pages plus FUSE_BUFFER_HEADER_SIZE
+// (4096), whatever max_write is: a reader's buffer must be at least that big.
+size_t RequestBufferSize() {
+  return std::max<size_t>(BufferPool::kBufferSize,
+                          256 * static_cast<size_t>(::sysconf(_SC_PAGESIZE)) + 4096);
+}
+
+// The request buffer of the reader thread that is running a handler, so that
+// OnWriteBuf can take the buffer holding the payload instead of copying it.
+struct ReaderBuffer {
+  uint8_t* mem = nullptr;
+  size_t size = 0;
+  bool taken = false;  // set by a handler that keeps `mem`; the reader gets a new one
+};
+thread_local ReaderBuffer* t_reader_buffer = nullptr;
+
+void SetIoFlusher() {
+  // We serve a block device: our own allocations must not wait for writeback to it
+  // (the nbd-client/tcmu-runner deadlock). Per thread; threads we start inherit it.
+  static std::atomic<bool> logged{false};
+  if (::prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0) != 0 && !logged.exchange(true)) {
+    ISER_LOG(kInfo, "PR_SET_IO_FLUSHER: %s (needs CAP_SYS_RESOURCE)", std::strerror(errno));
+  }
+}
 
 const uint8_t* ZeroBlock() {
   static const uint8_t* zeroes = static_cast<const uint8_t*>(std::calloc(1, kMaxIo));
@@ -121,10 +150,24 @@ class FuseLoopDeviceImpl : public FuseLoopDevice {
   static void OnFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
                           fuse_file_info* fi);
 
+  // A read reply waiting for a reply thread.
+  struct ReadReply {
+    fuse_req_t req;
+    uint8_t* buf;  // pool buffer, returned after the reply
+    size_t len;    // its length as taken from the pool
+    size_t skip;   // where the requested bytes start in it
+    size_t size;   // how many were requested
+  };
+
   struct stat FileAttr() const;
   absl::Status WriteZeroes(uint64_t offset, uint64_t length);
   absl::Status StopFuse(bool force);
   void AbortConnection();
+  void ReaderMain();
+  void ReplyMain();
+  void SendReadReply(const ReadReply& r);
+  void QueueReadReply(const ReadReply& r);
+  void StopReplyThreads();
 
   BlockBackend& backend_;
   const ExposeOptions options_;
@@ -138,12 +181,21 @@ class FuseLoopDeviceImpl : public FuseLoopDevice {
   fuse_session* se_ = nullptr;
   bool mounted_ = false;
   dev_t fuse_dev_ = 0;  // st_dev of the mount; minor() is the connection id in fusectl
-  std::thread fuse_thread_;
-  std::atomic<bool> fuse_thread_done_{false};
+  const size_t request_buffer_size_ = RequestBufferSize();
+  std::vector<std::thread> readers_;
+  std::atomic<int> readers_running_{0};
   std::unique_ptr<LoopDevice> loop_;
   BufferPool pool_;
   std::atomic<int64_t> in_flight_{0};
   std::atomic<bool> detached_{false};
+
+  // Reply threads (FuseLoopOptions::reply_threads) and their queue.
+  std::vector<std::thread> repliers_;
+  std::mutex reply_mu_;
+  std::condition_variable reply_cv_;
+  std::deque<ReadReply> replies_;  // guarded by reply_mu_
+  int repliers_waiting_ = 0;       // guarded by reply_mu_; no notify when none waits
+  bool repliers_stop_ = false;     // guarded by reply_mu_
 };
 
 const fuse_lowlevel_ops* FuseLoopDeviceImpl::Ops() {
@@ -172,7 +224,9 @@ void FuseLoopDeviceImpl::OnInit(void* userdata, fuse_conn_info* conn) {
   // Async direct I/O: an aio from the loop driver becomes a background request and the
   // submitter does not wait, so many requests are in flight at once.
   if (conn->capable & FUSE_CAP_ASYNC_DIO) conn->want |= FUSE_CAP_ASYNC_DIO;
-  conn->want &= ~(FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_AUTO_INVAL_DATA);
+  // Requests must arrive in the reader's memory buffer (not a pipe): OnWriteBuf hands
+  // that buffer to the backend instead of copying the payload out of it.
+  conn->want &= ~(FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_AUTO_INVAL_DATA | FUSE_CAP_SPLICE_READ);
   conn->max_write = kMaxIo;
   conn->max_background = 256;
   conn->congestion_threshold = 192;
@@ -267,16 +321,72 @@ void FuseLoopDeviceImpl::OnRead(fuse_req_t req, fuse_ino_t ino, size_t size, off
   const size_t len = end - begin;
   uint8_t* buf = self->pool_.Get(len);
   self->in_flight_.fetch_add(1, std::memory_order_relaxed);
-  self->backend_.Read(begin, std::span<uint8_t>(buf, len),
-                      [self, req, buf, len, skip = offset - begin, size](absl::Status s) {
-                        if (s.ok()) {
-                          fuse_reply_buf(req, reinterpret_cast<const char*>(buf + skip), size);
-                        } else {
-                          fuse_reply_err(req, StatusToErrno(s));
-                        }
-                        self->pool_.Put(buf, len);
-                        self->in_flight_.fetch_sub(1, std::memory_order_release);
-                      });
+  ReadReply reply{req, buf, len, offset - begin, size};
+  self->backend_.Read(begin, std::span<uint8_t>(buf, len), [self, reply](absl::Status s) {
+    if (!s.ok()) {
+      fuse_reply_err(reply.req, StatusToErrno(s));
+      self->pool_.Put(reply.buf, reply.len);
+      self->in_flight_.fetch_sub(1, std::memory_order_release);
+    } else if (reply.size >= self->fl_.reply_offload_bytes && !self->repliers_.empty()) {
+      self->QueueReadReply(reply);
+    } else {
+      self->SendReadReply(reply);
+    }
+  });
+}
+
+void FuseLoopDeviceImpl::SendReadReply(const ReadReply& r) {
+  fuse_reply_buf(r.req, reinterpret_cast<const char*>(r.buf + r.skip), r.size);
+  pool_.Put(r.buf, r.len);
+  in_flight_.fetch_sub(1, std::memory_order_release);
+}
+
+void FuseLoopDeviceImpl::QueueReadReply(const ReadReply& r) {
+  bool stopped, wake;
+  {
+    std::lock_guard<std::mutex> lock(reply_mu_);
+    stopped = repliers_stop_;
+    if (!stopped) replies_.push_back(r);
+    wake = !stopped && repliers_waiting_ > 0;
+  }
+  if (stopped) {  // teardown: the reply threads are gone
+    SendReadReply(r);
+    return;
+  }
+  if (wake) reply_cv_.notify_one();
+}
+
+void FuseLoopDeviceImpl::ReplyMain() {
+  SetIoFlusher();
+  std::vector<ReadReply> batch;
+  std::unique_lock<std::mutex> lock(reply_mu_);
+  for (;;) {
+    if (replies_.empty()) {
+      if (repliers_stop_) return;
+      ++repliers_waiting_;
+      reply_cv_.wait(lock, [this] { return !replies_.empty() || repliers_stop_; });
+      --repliers_waiting_;
+      continue;
+    }
+    // Take a share of the queue, not all of it, so that a second reply thread has work
+    // while this one copies.
+    size_t n = std::max<size_t>(1, replies_.size() / static_cast<size_t>(fl_.reply_threads));
+    batch.assign(replies_.begin(), replies_.begin() + static_cast<ptrdiff_t>(n));
+    replies_.erase(replies_.begin(), replies_.begin() + static_cast<ptrdiff_t>(n));
+    lock.unlock();
+    for (const ReadReply& r : batch) SendReadReply(r);
+    lock.lock();
+  }
+}
+
+void FuseLoopDeviceImpl::StopReplyThreads() {
+  {
+    std::lock_guard<std::mutex> lock(reply_mu_);
+    repliers_stop_ = true;
+  }
+  reply_cv_.notify_all();
+  for (std::thread& t : repliers_) t.join();
+  repliers_.clear();
 }
 
 void FuseLoopDeviceImpl::OnWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* bufv, off_t off,
@@ -300,26 +410,47 @@ void FuseLoopDeviceImpl::OnWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec*
     fuse_reply_err(req, EINVAL);
     return;
   }
-  // The request buffer belongs to this worker and is reused as soon as we return, so
-  // the payload is copied once into a pool buffer that lives until the completion.
-  uint8_t* buf = self->pool_.Get(size);
-  fuse_bufvec dst = FUSE_BUFVEC_INIT(size);
-  dst.buf[0].mem = buf;
-  ssize_t copied = fuse_buf_copy(&dst, bufv, static_cast<fuse_buf_copy_flags>(0));
-  if (copied != static_cast<ssize_t>(size)) {
-    self->pool_.Put(buf, size);
-    fuse_reply_err(req, copied < 0 ? static_cast<int>(-copied) : EIO);
-    return;
+  // A large payload sits in the buffer our reader thread read the request into: take
+  // that buffer (the reader gets a fresh one) and give the backend the payload in place.
+  // A small one, or one not in the reader's memory buffer, is copied once into a pool
+  // buffer that lives until the completion (cheaper than a 1 MiB buffer per 4 KiB).
+  const uint8_t* data = nullptr;
+  uint8_t* owned = nullptr;
+  size_t owned_len = 0;
+  ReaderBuffer* rb = t_reader_buffer;
+  if (size >= kTakeBufferBytes && rb != nullptr && !rb->taken && bufv->count == 1 &&
+      bufv->idx == 0 && (bufv->buf[0].flags & FUSE_BUF_IS_FD) == 0) {
+    const uint8_t* p = static_cast<const uint8_t*>(bufv->buf[0].mem) + bufv->off;
+    if (p >= rb->mem && size <= rb->size &&
+        p - rb->mem <= static_cast<ptrdiff_t>(rb->size - size)) {
+      data = p;
+      owned = rb->mem;
+      owned_len = rb->size;
+      rb->taken = true;
+    }
+  }
+  if (data == nullptr) {
+    owned = self->pool_.Get(size);
+    owned_len = size;
+    fuse_bufvec dst = FUSE_BUFVEC_INIT(size);
+    dst.buf[0].mem = owned;
+    ssize_t copied = fuse_buf_copy(&dst, bufv, static_cast<fuse_buf_copy_flags>(0));
+    if (copied != static_cast<ssize_t>(size)) {
+      self->pool_.Put(owned, owned_len);
+      fuse_reply_err(req, copied < 0 ? static_cast<int>(-copied) : EIO);
+      return;
+    }
+    data = owned;
   }
   self->in_flight_.fetch_add(1, std::memory_order_relaxed);
-  self->backend_.Write(offset, std::span<const uint8_t>(buf, size),
-                       [self, req, buf, size](absl::Status s) {
+  self->backend_.Write(offset, std::span<const uint8_t>(data, size),
+                       [self, req, owned, owned_len, size](absl::Status s) {
                          if (s.ok()) {
                            fuse_reply_write(req, size);
                          } else {
                            fuse_reply_err(req, StatusToErrno(s));
                          }
-                         self->pool_.Put(buf, size);
+                         self->pool_.Put(owned, owned_len);
                          self->in_flight_.fetch_sub(1, std::memory_order_release);
                        });
 }
@@ -399,8 +530,8 @@ void FuseLoopDeviceImpl::OnFallocate(fuse_req_t req, fuse_ino_t ino, int mode, o
                                      fuse_file_info*) {
   FuseLoopDeviceImpl* self = Self(req);
   const uint64_t offset = static_cast<uint64_t>(off), length = static_cast<uint64_t>(len);
-  ISER_LOG(kDebug, "%s: fallocate mode 0x%x offset %u length %u", self->options_.name, mode,
-           offset, length);
+  ISER_LOG(kDebug, "%s: fallocate mode 0x%x offset %u length %u", self->options_.name, mode, offset,
+           length);
   if (ino != kFileIno) {
     fuse_reply_err(req, EISDIR);
     return;
@@ -433,7 +564,7 @@ void FuseLoopDeviceImpl::OnFallocate(fuse_req_t req, fuse_ino_t ino, int mode, o
       return;
     }
     // PUNCH_HOLE promises zeroes and the loop driver relies on that for write-zeroes:
-    // discard, then write them. Done here on the FUSE worker (never in a completion,
+    // discard, then write them. Done here on the FUSE reader (never in a completion,
     // which may run on the backend's own loop thread and must not wait).
     absl::Status s = WaitForCompletion(
         [&](IoCompletion done) { self->backend_.Discard(offset, length, std::move(done)); });
@@ -474,22 +605,11 @@ absl::Status FuseLoopDeviceImpl::Start() {
   }
   mounted_ = true;
 
-  fuse_thread_ = std::thread([this] {
-    // We serve a block device: our own allocations must not wait for writeback to it
-    // (the nbd-client/tcmu-runner deadlock). Worker threads inherit the flag.
-    if (::prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0) != 0) {
-      ISER_LOG(kInfo, "PR_SET_IO_FLUSHER: %s (needs CAP_SYS_RESOURCE)", std::strerror(errno));
-    }
-    fuse_loop_config* cfg = fuse_loop_cfg_create();
-    fuse_loop_cfg_set_clone_fd(cfg, 0);
-    fuse_loop_cfg_set_max_threads(cfg, static_cast<unsigned>(fl_.max_threads));
-    fuse_loop_cfg_set_idle_threads(cfg, static_cast<unsigned>(fl_.max_idle_threads));
-    int rc = fuse_session_loop_mt(se_, cfg);
-    fuse_loop_cfg_destroy(cfg);
-    if (rc != 0 && !detached_) ISER_LOG(kWarning, "%s: FUSE loop ended: %d", mount_dir_, rc);
-    fuse_thread_done_.store(true);
-  });
-  // Served by the thread above (the first request waits for FUSE_INIT).
+  for (int i = 0; i < fl_.reply_threads; ++i) repliers_.emplace_back([this] { ReplyMain(); });
+  const int readers = std::max(1, fl_.max_threads);
+  readers_running_.store(readers);
+  for (int i = 0; i < readers; ++i) readers_.emplace_back([this] { ReaderMain(); });
+  // Served from here on (the first request waits for FUSE_INIT).
   struct stat st;
   if (::stat(mount_dir_.c_str(), &st) == 0) fuse_dev_ = st.st_dev;
 
@@ -508,6 +628,40 @@ absl::Status FuseLoopDeviceImpl::Start() {
   ISER_LOG(kInfo, "%s: exposed %u bytes (block %u) as %s over %s (dio %d)", options_.name, size_,
            block_size_, device_path_, file_path_, loop_->direct_io_active() ? 1 : 0);
   return absl::OkStatus();
+}
+
+// Our own loop instead of fuse_session_loop_mt(): a fixed set of readers, each owning
+// the buffer it reads requests into, which OnWriteBuf may take (ReaderBuffer).
+void FuseLoopDeviceImpl::ReaderMain() {
+  SetIoFlusher();
+  ReaderBuffer rb;
+  t_reader_buffer = &rb;
+  int rc = 0;
+  while (!fuse_session_exited(se_)) {
+    if (rb.mem == nullptr) {
+      rb.mem = pool_.Get(request_buffer_size_);
+      rb.size = request_buffer_size_;
+    }
+    fuse_buf fbuf;
+    std::memset(&fbuf, 0, sizeof(fbuf));
+    fbuf.mem = rb.mem;
+    fbuf.size = rb.size;
+    int res = fuse_session_receive_buf(se_, &fbuf);
+    if (res == -EINTR || res == -EAGAIN) continue;
+    if (res <= 0) {  // 0: unmounted/aborted (ENODEV) or exited
+      rc = res;
+      break;
+    }
+    rb.taken = false;
+    fuse_session_process_buf(se_, &fbuf);
+    if (rb.taken) rb.mem = nullptr;  // a write kept it until its completion
+  }
+  t_reader_buffer = nullptr;
+  if (rb.mem != nullptr) pool_.Put(rb.mem, rb.size);
+  if (rc < 0 && !detached_) ISER_LOG(kWarning, "%s: FUSE reader ended: %d", mount_dir_, rc);
+  // One reader failing ends the session (the others see it at their next request).
+  fuse_session_exit(se_);
+  readers_running_.fetch_sub(1, std::memory_order_release);
 }
 
 FuseLoopHandles FuseLoopDeviceImpl::handles() const {
@@ -541,17 +695,20 @@ absl::Status FuseLoopDeviceImpl::StopFuse(bool force) {
     }
     mounted_ = false;
   }
-  if (fuse_thread_.joinable()) {
+  if (!readers_.empty()) {
     if (se_ != nullptr) fuse_session_exit(se_);
-    for (int waited = 0; !fuse_thread_done_.load() && waited < 5000; waited += 2) {
+    for (int waited = 0; readers_running_.load() > 0 && waited < 5000; waited += 2) {
       ::usleep(2000);
     }
-    if (!fuse_thread_done_.load()) {
+    if (readers_running_.load() > 0) {
       ISER_LOG(kWarning, "%s: FUSE connection still busy after unmount; aborting it", mount_dir_);
       AbortConnection();
     }
-    fuse_thread_.join();
+    for (std::thread& t : readers_) t.join();
+    readers_.clear();
   }
+  // Queued replies are sent (to a closed connection, harmlessly) before the session goes.
+  StopReplyThreads();
   if (se_ != nullptr) {
     fuse_session_unmount(se_);  // closes /dev/fuse; the mount is already gone
     fuse_session_destroy(se_);

@@ -2,12 +2,15 @@
 //
 //   kernel: fio/ext4 -> /dev/loopN (direct I/O, LUN block size)
 //        -> FUSE file <tmpdir>/lun (FOPEN_DIRECT_IO, async DIO)
-//        -> /dev/fuse -> libfuse worker threads (this library) -> BlockBackend
+//        -> /dev/fuse -> reader threads (this library, libfuse lowlevel) -> BlockBackend
 //
-// Requests are answered asynchronously: a worker submits to the backend and returns to
-// /dev/fuse; the backend's completion sends the reply (fuse_reply_* is thread-safe).
-// So the queue depth the kernel has in flight (max_background, 256) reaches the
-// backend, not just one request per thread.
+// Requests are answered asynchronously: a reader thread submits to the backend and
+// returns to /dev/fuse; the backend's completion sends the reply (fuse_reply_* is
+// thread-safe), large read replies through reply threads (see FuseLoopOptions). So the
+// queue depth the kernel has in flight (max_background, 256) reaches the backend, not
+// just one request per thread. Large write payloads are not copied in user space: the
+// buffer a request was read into is handed to the backend whole and the reader takes a
+// fresh one.
 //
 // Mapping: read/write -> Read/Write; fsync (REQ_OP_FLUSH on the loop device) -> Flush;
 // fallocate(PUNCH_HOLE) (discard, and write-zeroes without NOUNMAP) -> Discard, followed
@@ -29,10 +32,17 @@ namespace iser::node {
 struct FuseLoopOptions {
   // Parent of the private (0700) per-device mount directory.
   std::string mount_parent = "/tmp";
-  // libfuse worker threads: at most this many (they are spawned on demand) ...
-  int max_threads = 16;
-  // ... and this many kept idle.
-  int max_idle_threads = 8;
+  // Threads reading requests from /dev/fuse. Requests are answered asynchronously, so a
+  // reader is busy only while the kernel copies a request (write payload included) into
+  // it: a few suffice for any queue depth. More only help while fallocate(ZERO_RANGE or
+  // PUNCH_HOLE without LBPRZ) waits for its writes on a reader.
+  int max_threads = 4;
+  // Threads that send read replies of reply_offload_bytes or more. Writing a reply to
+  // /dev/fuse copies the data into the requester's pages and completes the loop device's
+  // request; done on the backend's completion thread (the initiator's single event loop)
+  // that copy would be serialised with the socket receive copy. 0: reply inline.
+  int reply_threads = 2;
+  size_t reply_offload_bytes = 32 * 1024;
 };
 
 // The descriptors that keep a fuse_loop attachment alive in the kernel, owned by the

@@ -9,20 +9,23 @@
 #      reference loop device over a FUSE file served by nbdfuse -> nbdkit (memory).
 # Not a ctest (timings). Compare only numbers from the same run.
 #
-#   bench_initiator.sh [--build DIR] [--seconds S] [--size-mib N]
+#   bench_initiator.sh [--build DIR] [--seconds S] [--size-mib N] [--transport tcp|iser|auto]
+# --transport (default tcp) is what initiator-bench and iser-attach use; iscsi-perf and
+# the reference are TCP/Unix-socket only, so tcp compares like with like.
 # Needs root, fio, iscsi-perf (libiscsi-bin).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 # shellcheck source=../../scripts/lib/iscsi-peers.sh
 source "$ROOT/scripts/lib/iscsi-peers.sh"
-BUILD=$ROOT/build-attach SECS=5 SIZE_MIB=1024
+BUILD=$ROOT/build-attach SECS=5 SIZE_MIB=1024 TRANSPORT=tcp
 while [[ $# -gt 0 ]]; do
   case $1 in
     --build) BUILD=$2; shift ;;
     --seconds) SECS=$2; shift ;;
     --size-mib) SIZE_MIB=$2; shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    --transport) TRANSPORT=$2; shift ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -76,7 +79,8 @@ perf_iops() {   # iscsi-perf args -> "IOPS MBps"
     sed 's/iops average \([0-9]*\) (\([0-9.]*\) MB\/s)/\1 \2/'
 }
 ours() {   # initiator-bench args -> "IOPS MBps"
-  "$IBENCH" --portal "127.0.0.1:$PORT" --target "$IQN" --lun 0 --qd 32 --seconds "$SECS" "$@" |
+  "$IBENCH" --portal "127.0.0.1:$PORT" --target "$IQN" --lun 0 --qd 32 --seconds "$SECS" \
+    --transport "$TRANSPORT" "$@" | grep ' IOPS ' | head -1 |
     sed 's/.*: \([0-9]*\) IOPS \([0-9.]*\) MB\/s.*/\1 \2/'
 }
 ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/b:.2f}' if b else 'n/a')" "$1" "$2"; }
@@ -94,8 +98,8 @@ printf '%-34s %12s %12s %8s\n' "128 KiB sequential read MB/s" "$our_mbs" "$lp_mb
 echo
 echo "== 2. fio QD32 through iser-attach (/dev/loopN) vs fio on the backing file"
 DEV=$("$ATTACH" --state-dir "$STATE" --log-file "$WORK/attach.log" --portal "127.0.0.1:$PORT" \
-  --target "$IQN" --lun 0 | tail -1)
-echo "attached as $DEV"
+  --target "$IQN" --lun 0 --transport "$TRANSPORT" | tail -1)
+echo "attached as $DEV ($(grep -o 'over [^ ]*' "$WORK/attach.log" | tail -1 || true))"
 fio_one() {   # file rw bs -> IOPS or MB/s (by bs)
   local out
   out=$(fio --name=b --filename="$1" --rw="$2" --bs="$3" --iodepth=32 --ioengine=libaio \

@@ -1,6 +1,7 @@
 #include "iser/transport/rdma/softiwarp/byte_io.h"
 
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -26,6 +27,48 @@ ssize_t FdByteIo::Writev(const iovec* iov, int iovcnt) {
     if (n >= 0) return n;
     if (errno == EINTR) continue;
     return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+  }
+}
+
+size_t StagedFdSource::CopyOut(const iovec* iov, int iovcnt) {
+  size_t done = 0;
+  for (int i = 0; i < iovcnt && begin_ < end_; ++i) {
+    size_t n = std::min(iov[i].iov_len, end_ - begin_);
+    std::memcpy(iov[i].iov_base, buf_.data() + begin_, n);
+    begin_ += n;
+    done += n;
+  }
+  return done;
+}
+
+ssize_t StagedFdSource::Readv(const iovec* iov, int iovcnt) {
+  if (begin_ < end_) return static_cast<ssize_t>(CopyOut(iov, iovcnt));
+  begin_ = end_ = 0;
+  size_t want = 0;
+  for (int i = 0; i < iovcnt; ++i) want += iov[i].iov_len;
+  constexpr int kMaxDirect = 63;
+  if (want >= direct_threshold_ && iovcnt <= kMaxDirect) {
+    iovec all[kMaxDirect + 1];
+    std::copy(iov, iov + iovcnt, all);
+    all[iovcnt] = {buf_.data(), buf_.size()};
+    for (;;) {
+      ++syscalls_;
+      ssize_t n = ::readv(fd_, all, iovcnt + 1);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+      if (static_cast<size_t>(n) <= want) return n;
+      end_ = static_cast<size_t>(n) - want;  // the staging iovec got the rest
+      return static_cast<ssize_t>(want);
+    }
+  }
+  for (;;) {
+    ++syscalls_;
+    ssize_t n = ::read(fd_, buf_.data(), buf_.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    if (n == 0) return 0;
+    end_ = static_cast<size_t>(n);
+    return static_cast<ssize_t>(CopyOut(iov, iovcnt));
   }
 }
 

@@ -36,6 +36,29 @@ class FdByteIo : public ByteSource, public ByteSink {
   int fd_;
 };
 
+// A socket read through a staging buffer: a stream of small FPDUs costs one readv per
+// batch instead of one per header, payload and trailer. A read of at least
+// `direct_threshold` bytes with nothing staged goes straight into the caller's iovecs
+// (tagged payload lands in its registered region, no copy), with the staging buffer as
+// one more iovec so the bytes that follow come in the same call.
+class StagedFdSource : public ByteSource {
+ public:
+  explicit StagedFdSource(int fd, size_t staging_bytes = 64 << 10,
+                          size_t direct_threshold = 2048)
+      : fd_(fd), buf_(staging_bytes), direct_threshold_(direct_threshold) {}
+  ssize_t Readv(const iovec* iov, int iovcnt) override;
+  size_t staged() const { return end_ - begin_; }
+  uint64_t syscalls() const { return syscalls_; }
+
+ private:
+  size_t CopyOut(const iovec* iov, int iovcnt);
+  int fd_;
+  std::vector<uint8_t> buf_;
+  size_t direct_threshold_;
+  size_t begin_ = 0, end_ = 0;
+  uint64_t syscalls_ = 0;
+};
+
 // Serves `data` in chunks of at most `chunk` bytes per call, then -EAGAIN (or 0 at
 // the end if `eof`).
 class MemoryByteSource : public ByteSource {

@@ -131,8 +131,9 @@ absl::Status SoftQp::Start(UniqueFd fd, const QpConnParams& params,
                            absl::AnyInvocable<void()> on_closed) {
   fd_ = std::move(fd);
   fd_io_ = std::make_unique<FdByteIo>(fd_.get());
+  fd_rx_ = std::make_unique<StagedFdSource>(fd_.get());
   on_closed_ = std::move(on_closed);
-  StartWithIo(fd_io_.get(), fd_io_.get(), params);
+  StartWithIo(fd_rx_.get(), fd_io_.get(), params);
   absl::Status s = dev_->loop()->AddFd(fd_.get(), EPOLLIN, [this](uint32_t events) {
     if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) OnReadable();
     if ((events & EPOLLOUT) && !closed_) OnWritable();

@@ -136,7 +136,8 @@ class SoftQp final : public rdma::QueuePair, private RxHandler {
   QpConnParams params_;
 
   UniqueFd fd_;
-  std::unique_ptr<FdByteIo> fd_io_;
+  std::unique_ptr<FdByteIo> fd_io_;        // transmit
+  std::unique_ptr<StagedFdSource> fd_rx_;  // receive
   ByteSource* src_ = nullptr;
   ByteSink* sink_ = nullptr;
   bool registered_ = false;

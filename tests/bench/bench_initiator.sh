@@ -10,6 +10,10 @@
 # Not a ctest (timings). Compare only numbers from the same run.
 #
 #   bench_initiator.sh [--build DIR] [--seconds S] [--size-mib N] [--transport tcp|iser|auto]
+#                      [--rounds N]
+# --rounds N repeats the block-device table N times, alternating which device goes first,
+# and prints per-column medians and the median of the per-round ratios (load from other
+# work on this machine moves single runs by 2x).
 # --transport (default tcp) is what initiator-bench and iser-attach use; iscsi-perf and
 # the reference are TCP/Unix-socket only, so tcp compares like with like.
 # Needs root, fio, iscsi-perf (libiscsi-bin).
@@ -18,18 +22,21 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 # shellcheck source=../../scripts/lib/iscsi-peers.sh
 source "$ROOT/scripts/lib/iscsi-peers.sh"
-BUILD=$ROOT/build-attach SECS=5 SIZE_MIB=1024 TRANSPORT=tcp
+BUILD=$ROOT/build-attach SECS=5 SIZE_MIB=1024 TRANSPORT=tcp ROUNDS=1
 while [[ $# -gt 0 ]]; do
   case $1 in
     --build) BUILD=$2; shift ;;
     --seconds) SECS=$2; shift ;;
     --size-mib) SIZE_MIB=$2; shift ;;
     --transport) TRANSPORT=$2; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    --rounds) ROUNDS=$2; shift ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
   shift
 done
+# Absolute: the script works in a temp directory.
+BUILD=$(cd "$BUILD" && pwd) || { echo "no build directory $BUILD" >&2; exit 1; }
 TARGET_BIN=$BUILD/iser/target/iser-target
 ATTACH=$BUILD/node/attach/iser-attach
 IBENCH=$BUILD/node/attach/initiator-bench
@@ -126,16 +133,49 @@ if command -v nbdkit >/dev/null && command -v nbdfuse >/dev/null; then
 else
   echo "(nbdkit/nbdfuse not installed: no reference column; apt-get install nbdkit nbdfuse)"
 fi
-printf '%-34s %10s %10s %10s %10s %10s\n' "" "device" "file" "dev/file" "nbdfuse" "dev/nbdfuse"
-for spec in "randread 4k 4 KiB random read IOPS" "randwrite 4k 4 KiB random write IOPS" \
-  "read 128k 128 KiB read MB/s" "write 128k 128 KiB write MB/s"; do
-  read -r rw bs label <<<"$spec"
-  d=$(fio_one "$DEV" "$rw" "$bs" 1)
-  # tmpfs refuses O_DIRECT: the backing file is read through the page cache (it lives there).
-  f=$(fio_one "$LUNFILE" "$rw" "$bs" 0)
-  n=- rn=-
-  if [[ $NBD == 1 ]]; then n=$(fio_one "$NBD_LOOP" "$rw" "$bs" 1); rn=$(ratio "$d" "$n"); fi
-  printf '%-34s %10s %10s %10s %10s %10s\n' "$label" "$d" "$f" "$(ratio "$d" "$f")" "$n" "$rn"
+SPECS=("randread 4k 4 KiB random read IOPS" "randwrite 4k 4 KiB random write IOPS"
+  "read 128k 128 KiB read MB/s" "write 128k 128 KiB write MB/s")
+ROWS=$WORK/rows   # round label device file nbdfuse
+: >"$ROWS"
+for ((round = 1; round <= ROUNDS; round++)); do
+  [[ $ROUNDS -gt 1 ]] && echo "-- round $round of $ROUNDS"
+  printf '%-34s %10s %10s %10s %10s %10s\n' "" "device" "file" "dev/file" "nbdfuse" "dev/nbdfuse"
+  for spec in "${SPECS[@]}"; do
+    read -r rw bs label <<<"$spec"
+    n=- rn=-
+    # Even rounds measure the reference first, so that a load change during a row does
+    # not always favour the same side.
+    if [[ $NBD == 1 && $((round % 2)) == 0 ]]; then n=$(fio_one "$NBD_LOOP" "$rw" "$bs" 1); fi
+    d=$(fio_one "$DEV" "$rw" "$bs" 1)
+    # tmpfs refuses O_DIRECT: the backing file is read through the page cache (it lives there).
+    f=$(fio_one "$LUNFILE" "$rw" "$bs" 0)
+    if [[ $NBD == 1 && $((round % 2)) == 1 ]]; then n=$(fio_one "$NBD_LOOP" "$rw" "$bs" 1); fi
+    [[ $NBD == 1 ]] && rn=$(ratio "$d" "$n")
+    printf '%-34s %10s %10s %10s %10s %10s\n' "$label" "$d" "$f" "$(ratio "$d" "$f")" "$n" "$rn"
+    echo "$round|$label|$d|$f|$n" >>"$ROWS"
+  done
 done
+if [[ $ROUNDS -gt 1 ]]; then
+  echo
+  echo "== medians over $ROUNDS rounds (ratios: median of the per-round ratios)"
+  python3 - "$ROWS" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    _, label, d, f, n = line.rstrip("\n").split("|")
+    rows.setdefault(label, []).append((float(d), float(f), None if n == "-" else float(n)))
+fmt = "%-34s %10s %10s %10s %10s %10s"
+print(fmt % ("", "device", "file", "dev/file", "nbdfuse", "dev/nbdfuse"))
+med = lambda xs: statistics.median(xs)
+for label, rs in rows.items():
+    d, f = med([r[0] for r in rs]), med([r[1] for r in rs])
+    df = med([r[0] / r[1] for r in rs])
+    if rs[0][2] is None:
+        n = rn = "-"
+    else:
+        n, rn = "%g" % med([r[2] for r in rs]), "%.2f" % med([r[0] / r[2] for r in rs])
+    print(fmt % (label, "%g" % d, "%g" % f, "%.2f" % df, n, rn))
+PY
+fi
 "$ATTACH" --state-dir "$STATE" --detach "$DEV"
 DEV=

@@ -388,30 +388,77 @@ void SoftQp::TxPump() {
   if (tx_in_pump_ || closed_ || sink_ == nullptr || rx_in_pump_) return;
   tx_in_pump_ = true;
   for (;;) {
-    if (writer_.busy()) {
-      FpduWriter::Result r = writer_.Flush(*sink_);
-      if (r == FpduWriter::Result::kWouldBlock) {
-        SetWantWrite(true);
+    // Fill the batch: FPDUs of as many messages as fit, in order.
+    while (writer_.CanAppend() && !batch_solo_) {
+      // A Terminate preempts the current message at an FPDU boundary.
+      if (!term_pending_.empty() && tx_kind_ != TxKind::kTerminate) {
+        if (writer_.busy()) break;  // send what is batched first
+        tx_kind_ = TxKind::kTerminate;
+      }
+      if (tx_kind_ == TxKind::kNone && !PickNext()) break;
+      if (tx_kind_ == TxKind::kTerminate || tx_kind_ == TxKind::kRtr) {
+        if (writer_.busy()) break;
+        PrepareNextFpdu();
+        batch_solo_ = true;
         break;
       }
-      if (r == FpduWriter::Result::kError) {
-        tx_in_pump_ = false;
-        CloseConnection(WcStatus::kWrFlushErr);
-        return;
-      }
-      if (tx_last_fpdu_ || tx_kind_ == TxKind::kTerminate) OnMessageSent();
+      PrepareNextFpdu();
+      if (tx_last_fpdu_) OnMessagePrepared();
       if (closed_) break;
-      continue;
     }
-    // A Terminate preempts the current message at an FPDU boundary.
-    if (!term_pending_.empty() && tx_kind_ != TxKind::kTerminate) tx_kind_ = TxKind::kTerminate;
-    if (tx_kind_ == TxKind::kNone && !PickNext()) {
+    if (closed_) break;
+    if (!writer_.busy()) {
       SetWantWrite(false);
       break;
     }
-    PrepareNextFpdu();
+    FpduWriter::Result r = writer_.Flush(*sink_);
+    if (r == FpduWriter::Result::kWouldBlock) {
+      SetWantWrite(true);
+      break;
+    }
+    if (r == FpduWriter::Result::kError) {
+      tx_in_pump_ = false;
+      CloseConnection(WcStatus::kWrFlushErr);
+      return;
+    }
+    if (batch_solo_) {
+      batch_solo_ = false;
+      OnMessageSent();
+    } else {
+      CompleteWritten();
+    }
+    if (closed_) break;
   }
   tx_in_pump_ = false;
+}
+
+void SoftQp::OnMessagePrepared() {
+  TxKind kind = tx_kind_;
+  tx_kind_ = TxKind::kNone;
+  if (kind == TxKind::kReadResponse) {
+    irq_.pop_front();
+    return;
+  }
+  if (kind != TxKind::kSq) return;
+  SqWqe& w = *tx_wqe_;
+  tx_wqe_ = nullptr;
+  if (w.opcode == WrOpcode::kRdmaRead) {
+    ++tx_msn_[kQnReadRequest];
+    if (w.st == SqWqe::St::kActive) w.st = SqWqe::St::kAwaitResponse;
+    return;
+  }
+  if (w.opcode != WrOpcode::kRdmaWrite) ++tx_msn_[kQnSend];
+  written_pending_.push_back(&w);
+}
+
+void SoftQp::CompleteWritten() {
+  if (written_pending_.empty()) return;
+  for (SqWqe* w : written_pending_) {
+    w->st = SqWqe::St::kDone;
+    w->status = WcStatus::kSuccess;
+  }
+  written_pending_.clear();
+  ReapSq();
 }
 
 // ---------------------------------------------------------------- receive
@@ -637,6 +684,7 @@ void SoftQp::FlushAll(WcStatus first_sq_status) {
   }
   orq_.clear();
   irq_.clear();
+  written_pending_.clear();  // flushed above: not known to be on the wire
   tx_kind_ = TxKind::kNone;
   tx_wqe_ = nullptr;
   ReapSq();

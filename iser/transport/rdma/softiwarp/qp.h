@@ -113,6 +113,10 @@ class SoftQp final : public rdma::QueuePair, private RxHandler {
   bool PickNext();
   void PrepareNextFpdu();
   void OnMessageSent();
+  // A message's last FPDU is in the batch: move on to the next message now, complete
+  // the WQE once the batch is written (CompleteWritten).
+  void OnMessagePrepared();
+  void CompleteWritten();
   bool ResolveLocal(SqWqe& w, uint32_t access);
   void SetWantWrite(bool want);
   void UpdateInterest();
@@ -161,6 +165,8 @@ class SoftQp final : public rdma::QueuePair, private RxHandler {
   bool close_after_tx_ = false;
   std::vector<uint8_t> term_pending_;
   FpduWriter writer_;
+  bool batch_solo_ = false;                // the batch is a Terminate or RTR, alone
+  std::vector<SqWqe*> written_pending_;    // prepared in the batch, done once it is written
   std::vector<iovec> scratch_;
 
   // Receive state.

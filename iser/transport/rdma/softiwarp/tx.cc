@@ -8,33 +8,37 @@
 
 namespace iser::softiwarp {
 namespace {
-constexpr size_t kMaxIov = 64;
+constexpr size_t kMaxIov = 256;
 }  // namespace
 
 void FpduWriter::Prepare(std::span<const uint8_t> hdr, std::span<const iovec> payload, bool crc) {
+  Slot& slot = slots_[slots_used_++];
   size_t payload_len = 0;
   for (const iovec& v : payload) payload_len += v.iov_len;
-  std::memcpy(hdr_, hdr.data(), hdr.size());
+  std::memcpy(slot.hdr, hdr.data(), hdr.size());
   uint32_t ulpdu = static_cast<uint32_t>(hdr.size() - kMpaLengthSize + payload_len);
-  hdr_[0] = static_cast<uint8_t>(ulpdu >> 8);
-  hdr_[1] = static_cast<uint8_t>(ulpdu);
+  slot.hdr[0] = static_cast<uint8_t>(ulpdu >> 8);
+  slot.hdr[1] = static_cast<uint8_t>(ulpdu);
   uint32_t pad = FpduPadLength(ulpdu);
-  std::memset(trailer_, 0, sizeof(trailer_));
+  std::memset(slot.trailer, 0, sizeof(slot.trailer));
   uint32_t value = 0;
   if (crc) {
     Crc32c c;
-    c.Update(hdr_, hdr.size());
+    c.Update(slot.hdr, hdr.size());
     for (const iovec& v : payload) c.Update(v.iov_base, v.iov_len);
-    c.Update(trailer_, pad);
+    c.Update(slot.trailer, pad);
     value = c.Value();
   }
-  StoreCrcWire(value, trailer_ + pad);
-  iov_.clear();
-  iov_.push_back({hdr_, hdr.size()});
+  StoreCrcWire(value, slot.trailer + pad);
+  if (!busy_) {
+    iov_.clear();
+    index_ = 0;
+  }
+  iov_.push_back({slot.hdr, hdr.size()});
   for (const iovec& v : payload)
     if (v.iov_len > 0) iov_.push_back(v);
-  iov_.push_back({trailer_, pad + kMpaCrcSize});
-  index_ = 0;
+  iov_.push_back({slot.trailer, pad + kMpaCrcSize});
+  batch_bytes_ += payload_len;
   busy_ = true;
 }
 
@@ -47,6 +51,7 @@ FpduWriter::Result FpduWriter::Flush(ByteSink& sink) {
       error_ = static_cast<int>(-w);
       return Result::kError;
     }
+    partial_ = true;
     size_t left = static_cast<size_t>(w);
     while (left > 0) {
       iovec& v = iov_[index_];
@@ -57,7 +62,12 @@ FpduWriter::Result FpduWriter::Flush(ByteSink& sink) {
       if (v.iov_len == 0) ++index_;
     }
     while (index_ < iov_.size() && iov_[index_].iov_len == 0) ++index_;
-    if (index_ == iov_.size()) busy_ = false;
+    if (index_ == iov_.size()) {
+      busy_ = false;
+      partial_ = false;
+      slots_used_ = 0;
+      batch_bytes_ = 0;
+    }
   }
   return Result::kDone;
 }

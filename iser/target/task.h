@@ -34,6 +34,16 @@ struct SolicitedBurst {
 
 class Task {
  public:
+  // Runs when the task is destroyed, however that happens (completion, abort, session
+  // end): a transport that placed data into `buffer` behind the core's back (iSER RDMA
+  // Reads still in flight) takes the buffer over until the placement is finished.
+  using DestroyHook = std::function<void(Task& task)>;
+  ~Task() {
+    if (on_destroy) on_destroy(*this);
+  }
+  DestroyHook on_destroy;
+  std::shared_ptr<void> transport_state;  // the transport's, for on_destroy
+
   enum class State {
     kReceivingData,  // waiting for immediate/unsolicited/solicited write data
     kExecuting,      // in the SCSI layer

@@ -13,6 +13,14 @@ namespace iser::iser_transport {
 using pdu::Bhs;
 using pdu::Opcode;
 
+// The task buffer the RDMA Reads of one write command land in. Shared by those Reads'
+// work requests: if the task dies first (aborted), its buffer moves here and is freed
+// only after the last Read has completed or been flushed, so late data never lands in
+// a buffer already recycled for another command.
+struct IserTargetConnection::ReadSink {
+  IoBuffer orphaned;
+};
+
 struct IserTargetConnection::Wr {
   enum class Kind { kRecv, kSend, kWrite, kRead };
   Kind kind = Kind::kSend;
@@ -23,8 +31,9 @@ struct IserTargetConnection::Wr {
   uint64_t remote_addr = 0;
   uint32_t rkey = 0;
   uint32_t invalidate_rkey = 0;
-  // kRead: the solicited burst it fetches.
+  // kRead: the solicited burst it fetches, straight into the task buffer.
   uint32_t itt = 0, ttt = 0, offset = 0, length = 0;
+  std::shared_ptr<ReadSink> sink;
 };
 
 absl::StatusOr<std::unique_ptr<IserTargetConnection>> IserTargetConnection::Create(
@@ -32,14 +41,13 @@ absl::StatusOr<std::unique_ptr<IserTargetConnection>> IserTargetConnection::Crea
     const IserConnectionOptions& options, bool send_with_invalidate, std::string peer,
     std::string local) {
   std::unique_ptr<IserTargetConnection> c(
-      new IserTargetConnection(loop, std::move(ctx), std::move(id), options,
-                               send_with_invalidate, std::move(peer), std::move(local)));
+      new IserTargetConnection(loop, std::move(ctx), std::move(id), options, send_with_invalidate,
+                               std::move(peer), std::move(local)));
   if (absl::Status s = c->Init(); !s.ok()) return s;
   return c;
 }
 
-IserTargetConnection::IserTargetConnection(EventLoop* loop,
-                                           std::shared_ptr<IserDeviceContext> ctx,
+IserTargetConnection::IserTargetConnection(EventLoop* loop, std::shared_ptr<IserDeviceContext> ctx,
                                            std::unique_ptr<rdma::CmId> id,
                                            const IserConnectionOptions& options,
                                            bool send_with_invalidate, std::string peer,
@@ -95,8 +103,8 @@ absl::Status IserTargetConnection::Init() {
 }
 
 absl::Status IserTargetConnection::PostRecv(Wr* wr) {
-  wr->sge = {reinterpret_cast<uint64_t>(wr->buf.data()),
-             static_cast<uint32_t>(wr->buf.capacity()), wr->buf.lkey()};
+  wr->sge = {reinterpret_cast<uint64_t>(wr->buf.data()), static_cast<uint32_t>(wr->buf.capacity()),
+             wr->buf.lkey()};
   rdma::RecvWr r;
   r.wr_id = rdma::WrIdOf(wr);
   r.sg_list = {&wr->sge, 1};
@@ -106,8 +114,7 @@ absl::Status IserTargetConnection::PostRecv(Wr* wr) {
 void IserTargetConnection::SetEvents(target::TransportEvents* events) {
   events_ = events;
   if (closed_ || fd_registered_) return;
-  absl::Status s =
-      loop_->AddFd(comp_channel_->fd(), EPOLLIN, [this](uint32_t) { OnCqEvent(); });
+  absl::Status s = loop_->AddFd(comp_channel_->fd(), EPOLLIN, [this](uint32_t) { OnCqEvent(); });
   if (!s.ok()) {
     FailLater(s);
     return;
@@ -117,8 +124,8 @@ void IserTargetConnection::SetEvents(target::TransportEvents* events) {
 }
 
 void IserTargetConnection::ApplyParams(const login::OperationalParams& params) {
-  tagged_solicited_only_ = params.tagged_buffer_for_solicited_data_only ||
-                           options_.write_base_is_first_solicited_byte;
+  tagged_solicited_only_ =
+      params.tagged_buffer_for_solicited_data_only || options_.write_base_is_first_solicited_byte;
   max_outstanding_r2t_ = std::max<uint32_t>(1, params.max_outstanding_r2t);
   full_feature_ = true;
   if (!params.rdma_extensions)
@@ -152,8 +159,8 @@ void IserTargetConnection::OnCompletion(const rdma::WorkCompletion& wc) {
   if (wc.status != rdma::WcStatus::kSuccess) {
     Fail(wc.status == rdma::WcStatus::kWrFlushErr
              ? absl::UnavailableError("RDMA connection closed")
-             : absl::DataLossError(absl::StrFormat("RDMA work request failed: %s",
-                                                   rdma::WcStatusName(wc.status))));
+             : absl::DataLossError(
+                   absl::StrFormat("RDMA work request failed: %s", rdma::WcStatusName(wc.status))));
     return;
   }
   if (wr->kind == Wr::Kind::kRecv) {
@@ -206,10 +213,10 @@ void IserTargetConnection::OnRecv(Wr* wr, uint32_t len) {
   size_t need = pdu::kBhsSize + ahs + dsl;
   if (ahs > options_.max_ahs || dsl > options_.recv_data_segment || msg.size() < need ||
       msg.size() > pdu::PaddedLength(static_cast<uint32_t>(need))) {
-    Fail(absl::InvalidArgumentError(absl::StrFormat(
-        "iSER Send of %u bytes does not match its BHS (AHS %u, data %u)",
-        static_cast<unsigned>(msg.size()), static_cast<unsigned>(ahs),
-        static_cast<unsigned>(dsl))));
+    Fail(absl::InvalidArgumentError(
+        absl::StrFormat("iSER Send of %u bytes does not match its BHS (AHS %u, data %u)",
+                        static_cast<unsigned>(msg.size()), static_cast<unsigned>(ahs),
+                        static_cast<unsigned>(dsl))));
     return;
   }
   if (events_ == nullptr) {
@@ -351,13 +358,22 @@ void IserTargetConnection::GetDataOut(target::Task& task) {
     wr->ttt = r2t->bhs.ttt();
     wr->offset = r2t->bhs.u32(pdu::field::kBufferOffset);
     wr->length = r2t->bhs.u32(pdu::field::kDesiredLength);
-    auto lease = ctx_->pool->Get(wr->length);
-    if (!lease.ok()) {
-      FailLater(lease.status());
+    // Zero copy: the Read lands in the task buffer at the burst's offset.
+    auto lkey = ctx_->pool->LocalKey(task.buffer.data(), task.edtl);
+    if (!lkey.ok()) {
+      FailLater(lkey.status());
       return;
     }
-    wr->buf = std::move(*lease);
-    wr->sge = {reinterpret_cast<uint64_t>(wr->buf.data()), wr->length, wr->buf.lkey()};
+    if (!task.transport_state) {
+      task.transport_state = std::make_shared<ReadSink>();
+      task.on_destroy = [](target::Task& t) {
+        // Reads still in flight hold the sink too: keep the buffer alive for them.
+        auto sink = std::static_pointer_cast<ReadSink>(t.transport_state);
+        if (sink.use_count() > 2) sink->orphaned = std::move(t.buffer);
+      };
+    }
+    wr->sink = std::static_pointer_cast<ReadSink>(task.transport_state);
+    wr->sge = {reinterpret_cast<uint64_t>(task.buffer.data() + wr->offset), wr->length, *lkey};
     // TO = Write Base Offset + Buffer Offset; with TaggedBufferForSolicitedDataOnly the
     // tagged buffer starts at the first solicited byte (RFC 7145 sec 6.9, 7.3.5).
     uint64_t buffer_offset =
@@ -370,11 +386,9 @@ void IserTargetConnection::GetDataOut(target::Task& task) {
 }
 
 void IserTargetConnection::OnReadDone(Wr* wr) {
-  if (events_ == nullptr) return;
+  if (events_ == nullptr || (wr->sink && wr->sink->orphaned.data() != nullptr)) return;
   // Hand the burst to the core as the Data-Out PDU it stands for: the core checks it
-  // against the burst it solicited and copies it into the task buffer (if the task is
-  // still there: an aborted task's late data is dropped, which is why the Read lands in
-  // a pool buffer and not in the task's).
+  // against the burst it solicited; the bytes are already in the task buffer.
   pdu::ReceivedPdu p;
   p.bhs = Bhs::Make(Opcode::kDataOut, pdu::kFlagFinal);
   p.bhs.set_itt(wr->itt);
@@ -382,7 +396,8 @@ void IserTargetConnection::OnReadDone(Wr* wr) {
   p.bhs.set_u32(pdu::field::kDataSn, 0);
   p.bhs.set_u32(pdu::field::kBufferOffset, wr->offset);
   p.bhs.set_data_segment_length(wr->length);
-  p.data = {wr->buf.data(), wr->length};
+  p.data = {reinterpret_cast<uint8_t*>(wr->sge.addr), wr->length};
+  p.placed = true;
   events_->OnPduReceived(std::move(p));
 }
 
@@ -404,8 +419,7 @@ void IserTargetConnection::PumpSends() {
     s.remote_addr = wr->remote_addr;
     s.rkey = wr->rkey;
     s.invalidate_rkey = wr->invalidate_rkey;
-    if (wr->opcode == rdma::WrOpcode::kSend || wr->opcode == rdma::WrOpcode::kSendWithInv)
-      ++sends_;
+    if (wr->opcode == rdma::WrOpcode::kSend || wr->opcode == rdma::WrOpcode::kSendWithInv) ++sends_;
     Wr* raw = wr.get();
     inflight_.emplace(raw, std::move(wr));
     ++sends_posted_;

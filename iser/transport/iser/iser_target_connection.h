@@ -94,6 +94,7 @@ class IserTargetConnection final : public target::ConnectionTransport {
 
  private:
   struct Wr;
+  struct ReadSink;
   // STags the initiator advertised for one command (by ITT).
   struct Stags {
     bool write_valid = false, read_valid = false;

@@ -1,11 +1,12 @@
 #include "iser/store/sparse_file_store.h"
 
-#include <sys/uio.h>
-
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <linux/magic.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -125,7 +126,11 @@ SparseFileStore::SparseFileStore(std::string path, SharedFd fd, const Options& o
       read_only_(options.read_only),
       use_io_uring_(options.use_io_uring),
       supports_unmap_(supports_unmap),
-      size_bytes_(size) {}
+      size_bytes_(size) {
+  struct statfs fs;
+  memory_backed_ = options.nowait_fast_path && fstatfs(fd_->get(), &fs) == 0 &&
+                   static_cast<uint64_t>(fs.f_type) == TMPFS_MAGIC;
+}
 
 UringRing* SparseFileStore::Ring() const {
   return use_io_uring_ ? UringRing::ForCurrentLoop() : nullptr;
@@ -154,8 +159,8 @@ void SparseFileStore::Read(uint64_t offset, std::span<uint8_t> dst, IoCallback d
     // for I/O), saving the ring round trip; what it could not read goes through the ring.
     size_t got = TryNowait(/*write=*/false, offset, dst.data(), dst.size(), /*fua=*/false);
     if (got == dst.size()) return done(absl::OkStatus());
-    ring->Submit(UringFileOp::Read(fd_, offset + got, dst.data() + got, dst.size() - got,
-                                   std::move(done)));
+    ring->Submit(
+        UringFileOp::Read(fd_, offset + got, dst.data() + got, dst.size() - got, std::move(done)));
     return;
   }
   done(PreadFull(fd_->get(), dst, offset));
@@ -167,8 +172,9 @@ void SparseFileStore::Write(uint64_t offset, std::span<const uint8_t> src, bool 
   if (absl::Status s = CheckRange(offset, src.size()); !s.ok()) return done(std::move(s));
   if (src.empty()) return fua ? Flush(std::move(done)) : done(absl::OkStatus());
   if (UringRing* ring = Ring()) {
-    size_t put = fua ? 0 : TryNowait(/*write=*/true, offset, const_cast<uint8_t*>(src.data()),
-                                     src.size(), false);
+    size_t put = fua ? 0
+                     : TryNowait(/*write=*/true, offset, const_cast<uint8_t*>(src.data()),
+                                 src.size(), false);
     if (put == src.size()) return done(absl::OkStatus());
     ring->Submit(UringFileOp::Write(fd_, offset + put, src.data() + put, src.size() - put, fua,
                                     std::move(done)));
@@ -179,9 +185,9 @@ void SparseFileStore::Write(uint64_t offset, std::span<const uint8_t> src, bool 
 
 size_t SparseFileStore::TryNowait(bool write, uint64_t offset, uint8_t* data, size_t length,
                                   bool fua) {
-  if (!nowait_ok_) return 0;
+  if (!nowait_ok_ && !memory_backed_) return 0;
   iovec iov{data, length};
-  int flags = RWF_NOWAIT | (fua ? RWF_DSYNC : 0);
+  int flags = (memory_backed_ ? 0 : RWF_NOWAIT) | (fua ? RWF_DSYNC : 0);
   ssize_t n = write ? pwritev2(fd_->get(), &iov, 1, static_cast<off_t>(offset), flags)
                     : preadv2(fd_->get(), &iov, 1, static_cast<off_t>(offset), flags);
   if (n < 0) {

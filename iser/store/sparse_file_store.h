@@ -84,6 +84,9 @@ class SparseFileStore final : public BlockStore {
   const std::string path_;
   const SharedFd fd_;
   bool nowait_ok_;
+  // The file lives in tmpfs: its reads and writes never wait for a device, so they run
+  // inline (tmpfs refuses RWF_NOWAIT, which would send every I/O to io_uring workers).
+  bool memory_backed_ = false;
   const uint32_t block_size_;
   const bool read_only_;
   const bool use_io_uring_;

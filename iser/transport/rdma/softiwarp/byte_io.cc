@@ -58,6 +58,7 @@ ssize_t StagedFdSource::Readv(const iovec* iov, int iovcnt) {
       if (n < 0) return errno == EWOULDBLOCK ? -EAGAIN : -errno;
       if (static_cast<size_t>(n) <= want) return n;
       end_ = static_cast<size_t>(n) - want;  // the staging iovec got the rest
+      staged_bytes_ += end_;
       return static_cast<ssize_t>(want);
     }
   }
@@ -68,6 +69,7 @@ ssize_t StagedFdSource::Readv(const iovec* iov, int iovcnt) {
     if (n < 0) return errno == EWOULDBLOCK ? -EAGAIN : -errno;
     if (n == 0) return 0;
     end_ = static_cast<size_t>(n);
+    staged_bytes_ += end_;
     return static_cast<ssize_t>(CopyOut(iov, iovcnt));
   }
 }

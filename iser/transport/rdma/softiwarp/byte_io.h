@@ -36,19 +36,20 @@ class FdByteIo : public ByteSource, public ByteSink {
   int fd_;
 };
 
-// A socket read through a staging buffer: a stream of small FPDUs costs one readv per
+// A socket read through a staging buffer: a stream of small FPDUs costs one read per
 // batch instead of one per header, payload and trailer. A read of at least
 // `direct_threshold` bytes with nothing staged goes straight into the caller's iovecs
 // (tagged payload lands in its registered region, no copy), with the staging buffer as
-// one more iovec so the bytes that follow come in the same call.
+// one more iovec so the next header comes in the same call. Staging reads are capped at
+// `stage_bytes`: a large payload behind a header is mostly read directly, not copied.
 class StagedFdSource : public ByteSource {
  public:
-  explicit StagedFdSource(int fd, size_t staging_bytes = 64 << 10,
-                          size_t direct_threshold = 2048)
-      : fd_(fd), buf_(staging_bytes), direct_threshold_(direct_threshold) {}
+  explicit StagedFdSource(int fd, size_t stage_bytes = 4096, size_t direct_threshold = 2048)
+      : fd_(fd), buf_(stage_bytes), direct_threshold_(direct_threshold) {}
   ssize_t Readv(const iovec* iov, int iovcnt) override;
   size_t staged() const { return end_ - begin_; }
   uint64_t syscalls() const { return syscalls_; }
+  uint64_t staged_bytes() const { return staged_bytes_; }  // copied once in user space
 
  private:
   size_t CopyOut(const iovec* iov, int iovcnt);
@@ -57,6 +58,7 @@ class StagedFdSource : public ByteSource {
   size_t direct_threshold_;
   size_t begin_ = 0, end_ = 0;
   uint64_t syscalls_ = 0;
+  uint64_t staged_bytes_ = 0;
 };
 
 // Serves `data` in chunks of at most `chunk` bytes per call, then -EAGAIN (or 0 at

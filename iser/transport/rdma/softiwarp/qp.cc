@@ -18,10 +18,14 @@ namespace {
 
 WcOpcode WcOpcodeFor(WrOpcode op) {
   switch (op) {
-    case WrOpcode::kRdmaWrite: return WcOpcode::kRdmaWrite;
-    case WrOpcode::kRdmaRead: return WcOpcode::kRdmaRead;
-    case WrOpcode::kLocalInv: return WcOpcode::kLocalInv;
-    default: return WcOpcode::kSend;
+    case WrOpcode::kRdmaWrite:
+      return WcOpcode::kRdmaWrite;
+    case WrOpcode::kRdmaRead:
+      return WcOpcode::kRdmaRead;
+    case WrOpcode::kLocalInv:
+      return WcOpcode::kLocalInv;
+    default:
+      return WcOpcode::kSend;
   }
 }
 
@@ -29,7 +33,9 @@ TermError UntaggedError(uint8_t code) {
   return MakeTermError(TermLayer::kDdp, kDdpEtypeUntagged, code);
 }
 
-TermError TaggedError(uint8_t code) { return MakeTermError(TermLayer::kDdp, kDdpEtypeTagged, code); }
+TermError TaggedError(uint8_t code) {
+  return MakeTermError(TermLayer::kDdp, kDdpEtypeTagged, code);
+}
 
 TermError RemoteOpError(uint8_t code) {
   return MakeTermError(TermLayer::kRdmap, kRdmapEtypeRemoteOperation, code);
@@ -91,7 +97,20 @@ absl::Status SoftQp::PostSend(const rdma::SendWr& wr) {
     return absl::OkStatus();
   }
   sq_.push_back(std::move(w));
-  TxPump();
+  if (!registered_) {
+    TxPump();  // driven by hand (tests, fuzzer): transmit now
+  } else if (!tx_pump_scheduled_) {
+    // Doorbell batching: everything posted while the loop handles this batch of events
+    // (e.g. the RDMA Write of read data and the SCSI Response after it) leaves in one
+    // writev just before the loop sleeps again.
+    tx_pump_scheduled_ = true;
+    std::weak_ptr<int> alive = life_;
+    dev_->loop()->Defer([this, alive] {
+      if (alive.expired()) return;
+      tx_pump_scheduled_ = false;
+      TxPump();
+    });
+  }
   return absl::OkStatus();
 }
 
@@ -590,8 +609,13 @@ std::optional<TermError> SoftQp::OnSegmentDone(const RxSegment& seg) {
         }
         invalidated = rx_inv_stag_;
       }
-      rdma::WorkCompletion wc{r.wr_id, WcStatus::kSuccess, WcOpcode::kRecv, 0,
-                              static_cast<uint32_t>(r.placed), invalidated, qpn_,
+      rdma::WorkCompletion wc{r.wr_id,
+                              WcStatus::kSuccess,
+                              WcOpcode::kRecv,
+                              0,
+                              static_cast<uint32_t>(r.placed),
+                              invalidated,
+                              qpn_,
                               with_inv ? static_cast<uint32_t>(rdma::kWcWithInv) : 0u};
       rq_.pop_front();
       recv_cq_->Push(wc, IsSolicited(seg.op));
@@ -605,9 +629,9 @@ std::optional<TermError> SoftQp::OnSegmentDone(const RxSegment& seg) {
     case RdmapOpcode::kTerminate:
       term_received_ = DecodeTerminate(std::span<const uint8_t, sizeof(TerminateHdr)>(term_hdr_),
                                        {term_buf_, term_len_});
-      ISER_LOG(kWarning, "softiwarp qp %u: peer sent Terminate (%s)", qpn_,
-               TermErrorString(term_received_->layer, term_received_->etype,
-                               term_received_->ecode));
+      ISER_LOG(
+          kWarning, "softiwarp qp %u: peer sent Terminate (%s)", qpn_,
+          TermErrorString(term_received_->layer, term_received_->etype, term_received_->ecode));
       rx_.Stop();
       return std::nullopt;
   }

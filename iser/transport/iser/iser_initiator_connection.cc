@@ -10,6 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "iser/base/logging.h"
 #include "iser/login/initiator_negotiator.h"
+#include "iser/transport/iser/iser_control.h"
 #include "iser/transport/rdma/softiwarp/softiwarp.h"
 #include "iser/transport/tcp/tcp_listener.h"
 
@@ -289,13 +290,7 @@ void IserInitiatorConnection::OnCompletion(const rdma::WorkCompletion& wc) {
   Wr* wr = rdma::FromWrId<Wr>(wc.wr_id);
   auto it = inflight_.find(wr);
   if (it == inflight_.end()) return;
-  if (wc.status != rdma::WcStatus::kSuccess) {
-    Fail(wc.status == rdma::WcStatus::kWrFlushErr
-             ? absl::UnavailableError("iSER connection closed")
-             : absl::DataLossError(
-                   absl::StrFormat("RDMA work request failed: %s", rdma::WcStatusName(wc.status))));
-    return;
-  }
+  if (wc.status != rdma::WcStatus::kSuccess) return Fail(CompletionError(wc));
   if (wr->kind == Wr::Kind::kRecv) {
     OnRecv(wr, wc);
     return;
@@ -313,21 +308,12 @@ void IserInitiatorConnection::OnRecv(Wr* wr, const rdma::WorkCompletion& wc) {
     // We never send Hello (iSERHelloRequired=No), so no HelloReply may come.
     return Fail(absl::InvalidArgumentError("unexpected iSER Hello/HelloReply from the target"));
   }
-  msg = msg.subspan(kIserHeaderSize);
-  if (msg.size() < pdu::kBhsSize)
-    return Fail(absl::InvalidArgumentError("iSER control message without a complete BHS"));
-  pdu::ReceivedPdu p;
-  p.bhs = Bhs(std::span<const uint8_t, pdu::kBhsSize>(msg.data(), pdu::kBhsSize));
-  size_t ahs = p.bhs.ahs_length();
-  size_t dsl = p.bhs.data_segment_length();
-  size_t need = pdu::kBhsSize + ahs + dsl;
-  if (ahs > options_.max_ahs || msg.size() < need ||
-      msg.size() > pdu::PaddedLength(static_cast<uint32_t>(need))) {
-    return Fail(absl::InvalidArgumentError(
-        absl::StrFormat("iSER Send of %u bytes does not match its BHS (AHS %u, data %u)",
-                        static_cast<unsigned>(msg.size()), static_cast<unsigned>(ahs),
-                        static_cast<unsigned>(dsl))));
-  }
+  auto parsed = ParseControlPdu(msg.subspan(kIserHeaderSize), options_.max_ahs,
+                                // Login Responses may carry up to 8192 bytes
+                                // whatever we declared for full feature phase.
+                                std::max<size_t>(options_.recv_data_segment, 8192));
+  if (!parsed.ok()) return Fail(parsed.status());
+  pdu::ReceivedPdu p = std::move(*parsed);
   Opcode op = p.bhs.opcode();
   if (op == Opcode::kDataIn || op == Opcode::kR2t) {
     // RFC 7145 sec 7.3: data moves by RDMA; these PDUs never travel on iSER.
@@ -345,9 +331,6 @@ void IserInitiatorConnection::OnRecv(Wr* wr, const rdma::WorkCompletion& wc) {
           "target invalidated STag 0x%08x with a PDU that does not own it", wc.invalidated_rkey)));
     ++remote_invalidations_;
   }
-  p.ahs.assign(msg.begin() + pdu::kBhsSize, msg.begin() + pdu::kBhsSize + ahs);
-  p.owned.assign(msg.begin() + pdu::kBhsSize + ahs, msg.begin() + need);
-  p.data = p.owned;
   // Copied out: the buffer is a credit for the target's next Send at once.
   if (absl::Status s = PostRecv(wr); !s.ok()) return Fail(s);
   if (full_feature_) {

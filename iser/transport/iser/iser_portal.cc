@@ -14,9 +14,12 @@ namespace iser::iser_transport {
 
 const char* PortalTransportName(PortalTransport t) {
   switch (t) {
-    case PortalTransport::kTcp: return "tcp";
-    case PortalTransport::kIser: return "iser";
-    case PortalTransport::kAny: return "any";
+    case PortalTransport::kTcp:
+      return "tcp";
+    case PortalTransport::kIser:
+      return "iser";
+    case PortalTransport::kAny:
+      return "any";
   }
   return "?";
 }
@@ -152,8 +155,8 @@ void Portal::OnSniffReadable(int fd) {
         loop_, std::move(sn.fd), std::move(sn.peer), std::move(sn.local)));
     return;
   }
-  absl::Status s = static_cast<softiwarp::SoftCmId*>(cm_listener_.get())
-                       ->AdoptAcceptedSocket(std::move(sn.fd));
+  absl::Status s =
+      static_cast<softiwarp::SoftCmId*>(cm_listener_.get())->AdoptAcceptedSocket(std::move(sn.fd));
   if (!s.ok())
     ISER_LOG(kWarning, "portal %s: iSER connection from %s: %s", address(), sn.peer,
              std::string(s.message()));

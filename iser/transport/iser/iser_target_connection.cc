@@ -7,6 +7,7 @@
 #include "iser/base/logging.h"
 #include "iser/target/connection.h"
 #include "iser/target/task.h"
+#include "iser/transport/iser/iser_control.h"
 
 namespace iser::iser_transport {
 
@@ -157,10 +158,7 @@ void IserTargetConnection::OnCompletion(const rdma::WorkCompletion& wc) {
   auto it = inflight_.find(wr);
   if (it == inflight_.end()) return;
   if (wc.status != rdma::WcStatus::kSuccess) {
-    Fail(wc.status == rdma::WcStatus::kWrFlushErr
-             ? absl::UnavailableError("RDMA connection closed")
-             : absl::DataLossError(
-                   absl::StrFormat("RDMA work request failed: %s", rdma::WcStatusName(wc.status))));
+    Fail(CompletionError(wc));
     return;
   }
   if (wr->kind == Wr::Kind::kRecv) {
@@ -200,25 +198,13 @@ void IserTargetConnection::OnRecv(Wr* wr, uint32_t len) {
     Fail(absl::InvalidArgumentError("iSER HelloReply sent to a target"));
     return;
   }
-  msg = msg.subspan(kIserHeaderSize);
-  if (msg.size() < pdu::kBhsSize) {
-    Fail(absl::InvalidArgumentError("iSER control message without a complete BHS"));
+  auto parsed =
+      ParseControlPdu(msg.subspan(kIserHeaderSize), options_.max_ahs, options_.recv_data_segment);
+  if (!parsed.ok()) {
+    Fail(parsed.status());
     return;
   }
-  pdu::ReceivedPdu p;
-  p.bhs = Bhs(std::span<const uint8_t, pdu::kBhsSize>(msg.data(), pdu::kBhsSize));
-  size_t ahs = p.bhs.ahs_length();
-  size_t dsl = p.bhs.data_segment_length();
-  // The data segment is not padded in an iSER Send; tolerate a padded one.
-  size_t need = pdu::kBhsSize + ahs + dsl;
-  if (ahs > options_.max_ahs || dsl > options_.recv_data_segment || msg.size() < need ||
-      msg.size() > pdu::PaddedLength(static_cast<uint32_t>(need))) {
-    Fail(absl::InvalidArgumentError(
-        absl::StrFormat("iSER Send of %u bytes does not match its BHS (AHS %u, data %u)",
-                        static_cast<unsigned>(msg.size()), static_cast<unsigned>(ahs),
-                        static_cast<unsigned>(dsl))));
-    return;
-  }
+  pdu::ReceivedPdu p = std::move(*parsed);
   if (events_ == nullptr) {
     FailLater(absl::InternalError("iSER PDU before the connection core attached"));
     return;
@@ -244,9 +230,6 @@ void IserTargetConnection::OnRecv(Wr* wr, uint32_t len) {
     st.read_base = hdr->read_base;
     stags_[p.bhs.itt()] = st;
   }
-  p.ahs.assign(msg.begin() + pdu::kBhsSize, msg.begin() + pdu::kBhsSize + ahs);
-  p.owned.assign(msg.begin() + pdu::kBhsSize + ahs, msg.begin() + need);
-  p.data = p.owned;
   // The bytes are copied out: the buffer is a credit for the next Send at once.
   if (absl::Status s = PostRecv(wr); !s.ok()) {
     Fail(s);

@@ -52,8 +52,8 @@ struct IserConnectionOptions {
   uint32_t recv_depth = 160;          // receive buffers posted (Send credits)
   uint32_t recv_data_segment = 8192;  // TargetRecvDataSegmentLength we accept
   uint32_t max_ahs = 256;
-  uint32_t send_depth = 512;          // send queue slots; more waits in a FIFO
-  uint8_t ord = 16;                   // outbound RDMA Reads outstanding
+  uint32_t send_depth = 512;  // send queue slots; more waits in a FIFO
+  uint8_t ord = 16;           // outbound RDMA Reads outstanding
   uint8_t ird = 16;
   // Linux ib_iser advertises the first solicited byte as the Write Base Offset without
   // negotiating TaggedBufferForSolicitedDataOnly=Yes (and isert reads it that way):

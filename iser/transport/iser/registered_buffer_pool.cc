@@ -38,8 +38,8 @@ absl::StatusOr<RegisteredBufferPool::Lease> RegisteredBufferPool::Get(size_t siz
   int c = kMinClass;
   while (c <= kMaxClass && (size_t{1} << c) < size) ++c;
   if (c > kMaxClass)
-    return absl::ResourceExhaustedError(absl::StrFormat("buffer of %u bytes too large",
-                                                        static_cast<unsigned>(size)));
+    return absl::ResourceExhaustedError(
+        absl::StrFormat("buffer of %u bytes too large", static_cast<unsigned>(size)));
   if (!free_[c].empty()) {
     Chunk* chunk = free_[c].back();
     free_[c].pop_back();

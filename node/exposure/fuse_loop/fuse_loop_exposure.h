@@ -46,8 +46,9 @@ struct FuseLoopOptions {
 };
 
 // The descriptors that keep a fuse_loop attachment alive in the kernel, owned by the
-// FuseLoopDevice (closed by Detach()/destruction). A later issue hands them to a new
-// process (SCM_RIGHTS) so the device survives a node-plugin restart:
+// FuseLoopDevice (closed by Detach()/destruction). They can be handed to a new process
+// with iser/base/fd_passing.h (SCM_RIGHTS); a later issue does that so the device
+// survives a node-plugin restart:
 //  - fuse_fd: the /dev/fuse connection; whoever reads it serves the file behind the
 //    loop device (requests in flight at hand-off are re-read by the successor only if
 //    the kernel re-queues them; a hand-off must drain first).

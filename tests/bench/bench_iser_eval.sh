@@ -17,7 +17,9 @@
 # Columns: MB/s, IOPS, mean and p99 latency (exact, from every I/O), CPU seconds per GB
 # moved for the initiator process (getrusage) and the target process (/proc/PID/stat),
 # both over the measured interval only; iSER/TCP = ratio of MB/s; "others" = CPU used
-# by other processes during the cell, in % of the whole machine (noise indicator).
+# by other processes during the cell, in % of the whole machine (noise indicator; it
+# leaves out irq/softirq time, most of which on loopback is our own TCP receive work and
+# is charged to neither process: the footer gives its median share).
 # Not a ctest (timings); --smoke is (a few 1 s cells, checks every cell worked).
 #
 #   bench_iser_eval.sh [--build DIR] [--seconds S] [--rounds N] [--size-mib N]
@@ -199,7 +201,8 @@ def derived(d):
     return {"mbps": float(d["mbps"]), "iops": float(d["iops"]),
             "mean": float(d["lat_mean_us"]), "p99": float(d["lat_p99_us"]),
             "icpu": float(d["cpu_s"]) / gb, "tcpu": float(d["peer_cpu_s"]) / gb,
-            "others": max(0.0, 100 * other / (el * int(d["ncpu"])))}
+            "others": max(0.0, 100 * other / (el * int(d["ncpu"]))),
+            "irq": 100 * float(d.get("host_irq_s", "nan")) / (el * int(d["ncpu"]))}
 def med(values):
     return statistics.median(values) if values else float("nan")
 print()
@@ -211,7 +214,7 @@ print()
 print("| workload | QD | ImmData/InitR2T | sessions | transport | MB/s | IOPS | mean us | "
       "p99 us | init CPU s/GB | target CPU s/GB | iSER/TCP | others |")
 print("|---|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-others = []
+others, irq = [], []
 for label in order:
     rw, bs, qd, setting, sessions = label.split(":")
     per = runs[label]
@@ -221,6 +224,7 @@ for label in order:
         rs = {r: derived(d) for r, d in per[tr].items()}
         m = {k: med([x[k] for x in rs.values()]) for k in next(iter(rs.values()))}
         others += [x["others"] for x in rs.values()]
+        irq += [x["irq"] for x in rs.values()]
         ratio = ""
         if tr == "iser" and "tcp" in per:
             tcp = {r: float(d["mbps"]) for r, d in per["tcp"].items()}
@@ -233,7 +237,8 @@ for label in order:
 print()
 if others:
     print(f"others = CPU used by other processes during a cell, % of all CPUs: "
-          f"median {sorted(others)[len(others) // 2]:.0f}%, max {max(others):.0f}%")
+          f"median {med(others):.0f}%, max {max(others):.0f}%; irq+softirq time (not in any "
+          f"column): median {med(irq):.0f}%, max {max(irq):.0f}%")
 # A transport that was asked for and does not work is a failure (after the table, so
 # the TCP numbers are still there); pass --transports tcp to measure TCP alone.
 problems += notes

@@ -25,8 +25,9 @@ Session::Session(EventLoop* loop, SessionConfig config)
 }
 
 Session::~Session() {
-  for (EventLoop::TimerId* t : {&login_timer_, &keepalive_timer_, &ping_timer_,
-                                &replacement_timer_, &reconnect_timer_, &logout_deadline_timer_}) {
+  for (EventLoop::TimerId* t :
+       {&login_timer_, &keepalive_timer_, &ping_timer_, &replacement_timer_, &reconnect_timer_,
+        &logout_deadline_timer_, &timeout_sweep_timer_}) {
     CancelTimer(t);
   }
   CloseTransport(absl::AbortedError("session destroyed"));
@@ -99,8 +100,8 @@ void Session::OnConnected(absl::StatusOr<std::unique_ptr<InitiatorTransport>> tr
   o.max_burst_length = std::min(config_.max_burst_length, kMaxKeyValue);
   o.first_burst_length = std::min(config_.first_burst_length, o.max_burst_length);
   o.max_outstanding_r2t = std::max<uint32_t>(1, config_.max_outstanding_r2t);
-  o.initiator_max_recv_dsl = std::clamp<uint32_t>(config_.max_recv_data_segment_length, 512,
-                                                  kMaxKeyValue);
+  o.initiator_max_recv_dsl =
+      std::clamp<uint32_t>(config_.max_recv_data_segment_length, 512, kMaxKeyValue);
   o.error_recovery_level = 0;
   transport_->PrepareLogin(lc);
   negotiator_ = std::make_unique<login::InitiatorNegotiator>(std::move(lc));
@@ -163,8 +164,8 @@ void Session::HandleLoginResponse(pdu::ReceivedPdu pdu) {
   absl::StatusOr<std::optional<login::InitiatorRequest>> next = negotiator_->OnResponse(rsp);
   if (!next.ok()) {
     LoginFailed(absl::Status(next.status().code(),
-                             absl::StrCat("login to ", config_.target_name, " at ",
-                                          config_.portal, " failed: ", next.status().message())));
+                             absl::StrCat("login to ", config_.target_name, " at ", config_.portal,
+                                          " failed: ", next.status().message())));
     return;
   }
   if (next->has_value()) {
@@ -222,8 +223,8 @@ void Session::LoginFailed(const absl::Status& why) {
     }
     return;
   }
-  ISER_LOG(kWarning, "session %s: reconnect to %s failed: %s", config_.target_name,
-           config_.portal, why.ToString());
+  ISER_LOG(kWarning, "session %s: reconnect to %s failed: %s", config_.target_name, config_.portal,
+           why.ToString());
   phase_ = Phase::kRecovering;
   ScheduleReconnect();
 }
@@ -243,8 +244,8 @@ void Session::OnTransportClosed(const absl::Status& why) {
   absl::Status reason = why.ok() ? absl::UnavailableError("connection closed by target") : why;
   switch (phase_) {
     case Phase::kLogin:
-      LoginFailed(absl::UnavailableError(
-          absl::StrCat("connection to ", config_.portal, " lost during login: ", reason.message())));
+      LoginFailed(absl::UnavailableError(absl::StrCat("connection to ", config_.portal,
+                                                      " lost during login: ", reason.message())));
       break;
     case Phase::kFullFeature:
       BeginRecovery(reason);

@@ -39,8 +39,8 @@ namespace iser::initiator {
 struct ScsiCommand {
   uint64_t lun = 0;
   std::array<uint8_t, 16> cdb{};
-  std::span<uint8_t> read;         // non-empty: a read of read.size() bytes
-  std::span<const uint8_t> write;  // non-empty: a write of write.size() bytes
+  std::span<uint8_t> read;                        // non-empty: a read of read.size() bytes
+  std::span<const uint8_t> write;                 // non-empty: a write of write.size() bytes
   absl::Duration timeout = absl::ZeroDuration();  // zero: SessionConfig::command_timeout
 };
 
@@ -120,7 +120,8 @@ class Session final : public InitiatorTransportEvents {
     TaskIo io;
     bool issued = false;
     uint32_t cmd_sn = 0;
-    EventLoop::TimerId timer = 0;
+    // When the command times out (ABORT TASK); InfiniteFuture while not issued.
+    absl::Time deadline = absl::InfiniteFuture();
     bool aborting = false;
   };
   // A control request (TMF, Text, Logout, NOP ping) waiting for its response.
@@ -150,6 +151,10 @@ class Session final : public InitiatorTransportEvents {
   void HandleScsiResponse(pdu::ReceivedPdu& pdu);
   void HandleR2t(const pdu::Bhs& bhs);
   void OnCommandTimeout(uint32_t itt);
+  // One timer per session, not one per command: re-arming a timer for every I/O cost a
+  // timerfd_settime syscall and a heap entry that lived for the whole timeout.
+  void ArmTimeoutSweep(absl::Duration timeout);
+  void SweepTimeouts();
   void RequeueIssued();
   void RequeueAborted(uint64_t lun, uint32_t before_cmd_sn);
 
@@ -208,6 +213,8 @@ class Session final : public InitiatorTransportEvents {
   std::map<uint64_t, AsyncSenseListener> async_listeners_;
 
   // Keep-alive and recovery.
+  EventLoop::TimerId timeout_sweep_timer_ = 0;
+  absl::Duration sweep_period_ = absl::InfiniteDuration();
   EventLoop::TimerId keepalive_timer_ = 0;
   EventLoop::TimerId ping_timer_ = 0;
   uint64_t rx_pdus_ = 0;
@@ -215,7 +222,7 @@ class Session final : public InitiatorTransportEvents {
   EventLoop::TimerId replacement_timer_ = 0;
   EventLoop::TimerId reconnect_timer_ = 0;
   absl::Duration backoff_;
-  bool fail_fast_ = false;  // the replacement timeout passed while disconnected
+  bool fail_fast_ = false;         // the replacement timeout passed while disconnected
   bool logout_requested_ = false;  // Async event 1 on this connection
   bool logout_sent_ = false;
   EventLoop::TimerId logout_deadline_timer_ = 0;

@@ -156,7 +156,8 @@ void Session::KeepAliveTick() {
         BeginRecovery(absl::DeadlineExceededError("NOP-Out ping not answered"));
       }
     });
-    SendControl(std::move(p), [this](absl::StatusOr<pdu::ReceivedPdu>) { CancelTimer(&ping_timer_); });
+    SendControl(std::move(p),
+                [this](absl::StatusOr<pdu::ReceivedPdu>) { CancelTimer(&ping_timer_); });
   }
   StartKeepAlive();
 }
@@ -164,8 +165,8 @@ void Session::KeepAliveTick() {
 void Session::TaskManagement(pdu::TmfFunction function, uint64_t lun, uint32_t ref_itt,
                              absl::AnyInvocable<void(absl::StatusOr<pdu::TmfResponse>)> done) {
   OutgoingPdu p;
-  p.bhs = MakeRequest(Opcode::kTaskMgmtRequest,
-                      pdu::kFlagFinal | static_cast<uint8_t>(function), true);
+  p.bhs =
+      MakeRequest(Opcode::kTaskMgmtRequest, pdu::kFlagFinal | static_cast<uint8_t>(function), true);
   p.bhs.set_lun_field(pdu::EncodeLun(lun));
   uint32_t ref_cmd_sn = cmd_sn_;
   if (function == pdu::TmfFunction::kAbortTask) {
@@ -185,8 +186,8 @@ void Session::TaskManagement(pdu::TmfFunction function, uint64_t lun, uint32_t r
     }
   });
   uint32_t tmf_cmd_sn = cmd_sn_;
-  SendControl(std::move(p), [this, timer, shared_done, function, lun, tmf_cmd_sn](
-                                absl::StatusOr<pdu::ReceivedPdu> rsp) {
+  SendControl(std::move(p), [this, timer, shared_done, function, lun,
+                             tmf_cmd_sn](absl::StatusOr<pdu::ReceivedPdu> rsp) {
     loop_->CancelTimer(timer);
     if (!rsp.ok()) return (*shared_done)(rsp.status());
     auto response = static_cast<pdu::TmfResponse>(rsp->bhs.byte(2));
@@ -206,7 +207,7 @@ void Session::RequeueAborted(uint64_t lun, uint32_t before_cmd_sn) {
   for (auto& [itt, task] : tasks_) {
     Task& t = *task;
     if (!t.issued || t.command.lun != lun || !pdu::SnLess(t.cmd_sn, before_cmd_sn)) continue;
-    CancelTimer(&t.timer);
+    t.deadline = absl::InfiniteFuture();
     t.issued = false;
     t.aborting = false;
     --in_flight_;
@@ -224,8 +225,8 @@ void Session::SendTextRequest(std::string text, uint32_t ttt,
   p.bhs = MakeRequest(Opcode::kTextRequest, pdu::kFlagFinal, false);
   p.bhs.set_ttt(ttt);
   p.SetOwnedData(std::vector<uint8_t>(text.begin(), text.end()));
-  SendControl(std::move(p), [this, accumulated, done = std::move(done)](
-                                absl::StatusOr<pdu::ReceivedPdu> rsp) mutable {
+  SendControl(std::move(p), [this, accumulated,
+                             done = std::move(done)](absl::StatusOr<pdu::ReceivedPdu> rsp) mutable {
     if (!rsp.ok()) return done(rsp.status());
     accumulated->append(rsp->data.begin(), rsp->data.end());
     if (rsp->bhs.flags() & pdu::kFlagContinue) {

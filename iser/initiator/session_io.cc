@@ -13,8 +13,8 @@ using pdu::Opcode;
 
 void Session::Submit(ScsiCommand command, ScsiCallback done) {
   if (phase_ == Phase::kClosed || (fail_fast_ && phase_ != Phase::kFullFeature)) {
-    done(absl::UnavailableError(absl::StrCat("I/O error: session to ", config_.portal,
-                                             " is not connected")));
+    done(absl::UnavailableError(
+        absl::StrCat("I/O error: session to ", config_.portal, " is not connected")));
     return;
   }
   if (!command.read.empty() && !command.write.empty()) {
@@ -34,8 +34,8 @@ void Session::Submit(ScsiCommand command, ScsiCallback done) {
 
 void Session::Pump() {
   if (logout_requested_) return MaybeLogoutForTarget();
-  while (phase_ == Phase::kFullFeature && !pending_.empty() &&
-         in_flight_ < config_.queue_depth && pdu::SnLessEq(cmd_sn_, max_cmd_sn_)) {
+  while (phase_ == Phase::kFullFeature && !pending_.empty() && in_flight_ < config_.queue_depth &&
+         pdu::SnLessEq(cmd_sn_, max_cmd_sn_)) {
     Task* t = pending_.front();
     pending_.pop_front();
     Issue(*t);
@@ -83,8 +83,8 @@ void Session::Issue(Task& task) {
                             exp_stat_sn_);
   }
   absl::Duration timeout = c.timeout > absl::ZeroDuration() ? c.timeout : config_.command_timeout;
-  uint32_t itt = task.itt;
-  task.timer = After(timeout, [this, itt] { OnCommandTimeout(itt); });
+  task.deadline = absl::Now() + timeout;
+  ArmTimeoutSweep(timeout);
 }
 
 void Session::Complete(uint32_t itt, absl::StatusOr<ScsiResult> result) {
@@ -92,7 +92,7 @@ void Session::Complete(uint32_t itt, absl::StatusOr<ScsiResult> result) {
   if (it == tasks_.end()) return;
   std::unique_ptr<Task> task = std::move(it->second);
   tasks_.erase(it);
-  CancelTimer(&task->timer);
+  task->deadline = absl::InfiniteFuture();
   if (task->issued) {
     --in_flight_;
     if (transport_) transport_->ReleaseTask(task->io);
@@ -141,8 +141,8 @@ void Session::HandleScsiResponse(pdu::ReceivedPdu& pdu) {
   auto it = tasks_.find(b.itt());
   if (it == tasks_.end() || !it->second->issued) return;
   if (b.byte(2) != 0) {
-    Complete(b.itt(), absl::InternalError(absl::StrCat("target failure (iSCSI response ",
-                                                       b.byte(2), ")")));
+    Complete(b.itt(),
+             absl::InternalError(absl::StrCat("target failure (iSCSI response ", b.byte(2), ")")));
     return;
   }
   ScsiResult r;
@@ -167,15 +167,46 @@ void Session::HandleR2t(const Bhs& b) {
     return ProtocolError(absl::StrCat("R2T for [", offset, ", +", len, ") beyond a write of ",
                                       t.io.write.size(), " bytes"));
   }
-  transport_->SendDataOut(t.io, b.ttt(), static_cast<uint32_t>(offset),
-                          static_cast<uint32_t>(len), exp_stat_sn_);
+  transport_->SendDataOut(t.io, b.ttt(), static_cast<uint32_t>(offset), static_cast<uint32_t>(len),
+                          exp_stat_sn_);
+}
+
+void Session::ArmTimeoutSweep(absl::Duration timeout) {
+  // Check a few times per timeout (a command is aborted at most a quarter late).
+  absl::Duration period = std::clamp(timeout / 4, absl::Milliseconds(10), absl::Milliseconds(500));
+  if (timeout_sweep_timer_ != 0 && period >= sweep_period_) return;
+  CancelTimer(&timeout_sweep_timer_);
+  sweep_period_ = period;
+  timeout_sweep_timer_ = After(period, [this] {
+    timeout_sweep_timer_ = 0;
+    SweepTimeouts();
+  });
+}
+
+void Session::SweepTimeouts() {
+  absl::Time now = absl::Now();
+  std::vector<uint32_t> due;
+  bool any_issued = false;
+  for (auto& [itt, task] : tasks_) {
+    if (!task->issued) continue;
+    any_issued = true;
+    if (task->deadline <= now) due.push_back(itt);
+  }
+  for (uint32_t itt : due) OnCommandTimeout(itt);
+  if (!any_issued) {
+    sweep_period_ = absl::InfiniteDuration();
+    return;
+  }
+  absl::Duration period = sweep_period_;
+  sweep_period_ = absl::InfiniteDuration();
+  ArmTimeoutSweep(period * 4);
 }
 
 void Session::OnCommandTimeout(uint32_t itt) {
   auto it = tasks_.find(itt);
   if (it == tasks_.end()) return;
   Task& t = *it->second;
-  t.timer = 0;
+  t.deadline = absl::InfiniteFuture();
   if (phase_ != Phase::kFullFeature || !t.issued || t.aborting) return;
   t.aborting = true;
   ISER_LOG(kWarning, "session %s: command ITT 0x%x timed out; ABORT TASK", config_.target_name,
@@ -193,7 +224,7 @@ void Session::RequeueIssued() {
   std::vector<Task*> all;
   for (auto& [itt, task] : tasks_) {
     Task& t = *task;
-    CancelTimer(&t.timer);
+    t.deadline = absl::InfiniteFuture();
     t.issued = false;
     t.aborting = false;
     t.io.transport_private = nullptr;

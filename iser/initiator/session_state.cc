@@ -67,7 +67,8 @@ absl::StatusOr<SessionState> SessionState::Parse(const std::string& text) {
   while (std::getline(in, line)) {
     if (line.empty()) continue;
     size_t eq = line.find('=');
-    if (eq == std::string::npos) return absl::InvalidArgumentError(absl::StrCat("bad line: ", line));
+    if (eq == std::string::npos)
+      return absl::InvalidArgumentError(absl::StrCat("bad line: ", line));
     std::string key = line.substr(0, eq);
     std::string value = line.substr(eq + 1);
     uint64_t n = 0;

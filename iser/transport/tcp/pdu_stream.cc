@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include <limits>
+
 #include "absl/strings/str_cat.h"
 #include "iser/pdu/digest.h"
 
@@ -14,6 +16,9 @@ namespace iser::transport {
 namespace {
 // A data-segment remainder at least this large is received in place, not via staging.
 constexpr size_t kDirectThreshold = 16 << 10;
+// After a large data segment went in place, the next one is likely large too: read its
+// header through a small staging window so little of its data is copied via staging.
+constexpr size_t kHeaderWindow = 4 << 10;
 // Login PDUs are limited to 8192 bytes of data (RFC 7143 sec 13.12); be lenient.
 constexpr uint32_t kLoginMaxSegment = 64 << 10;
 constexpr int kMaxIov = 256;
@@ -86,7 +91,7 @@ void PduStream::HandleReadable() {
       return Close(absl::UnavailableError(absl::StrCat("recv: ", std::strerror(errno))));
     }
     if (staging_begin_ == staging_end_) staging_begin_ = staging_end_ = 0;
-    size_t room = staging_.size() - staging_end_;
+    size_t room = std::min(staging_.size() - staging_end_, staging_read_cap_);
     ssize_t n = ::recv(fd_.get(), staging_.data() + staging_end_, room, 0);
     if (n > 0) {
       bytes_received_ += n;
@@ -122,6 +127,9 @@ bool PduStream::FeedStaging() {
 
 void PduStream::Deliver() {
   pdu::ReceivedPdu pdu = reader_.TakePdu();
+  staging_read_cap_ = pdu.placed && pdu.data.size() >= kDirectThreshold
+                          ? kHeaderWindow
+                          : std::numeric_limits<size_t>::max();
   if (callbacks_.on_pdu) callbacks_.on_pdu(std::move(pdu));
 }
 

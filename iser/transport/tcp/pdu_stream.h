@@ -84,6 +84,7 @@ class PduStream {
   std::vector<uint8_t> staging_;
   size_t staging_begin_ = 0;
   size_t staging_end_ = 0;
+  size_t staging_read_cap_ = static_cast<size_t>(-1);  // see kHeaderWindow
   bool header_digest_ = false;
   bool data_digest_ = false;
 

@@ -1,12 +1,14 @@
 #include "iser/transport/iser/iser_control.h"
 
+#include <cstring>
+
 #include "absl/strings/str_format.h"
 #include "iser/pdu/bhs.h"
 
 namespace iser::iser_transport {
 
 absl::StatusOr<pdu::ReceivedPdu> ParseControlPdu(std::span<const uint8_t> pdu_bytes, size_t max_ahs,
-                                                 size_t max_data) {
+                                                 size_t max_data, const PlaceFn& place) {
   if (pdu_bytes.size() < pdu::kBhsSize)
     return absl::InvalidArgumentError("iSER control message without a complete BHS");
   pdu::ReceivedPdu p;
@@ -23,7 +25,17 @@ absl::StatusOr<pdu::ReceivedPdu> ParseControlPdu(std::span<const uint8_t> pdu_by
                         static_cast<unsigned>(dsl)));
   }
   p.ahs.assign(pdu_bytes.begin() + pdu::kBhsSize, pdu_bytes.begin() + pdu::kBhsSize + ahs);
-  p.owned.assign(pdu_bytes.begin() + pdu::kBhsSize + ahs, pdu_bytes.begin() + need);
+  std::span<const uint8_t> data = pdu_bytes.subspan(pdu::kBhsSize + ahs, dsl);
+  if (place && dsl > 0) {
+    std::span<uint8_t> dst = place(p.bhs);
+    if (dst.size() == dsl) {
+      std::memcpy(dst.data(), data.data(), dsl);
+      p.data = dst;
+      p.placed = true;
+      return p;
+    }
+  }
+  p.owned.assign(data.begin(), data.end());
   p.data = p.owned;
   return p;
 }

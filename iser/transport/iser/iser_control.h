@@ -4,6 +4,7 @@
 #define ISER_TRANSPORT_ISER_ISER_CONTROL_H_
 
 #include <cstddef>
+#include <functional>
 #include <span>
 
 #include "absl/status/status.h"
@@ -17,8 +18,12 @@ namespace iser::iser_transport {
 // copied out so the receive buffer can be reposted at once. InvalidArgument when the
 // Send is shorter than its BHS says, longer than that padded to 4 bytes, or exceeds
 // `max_ahs` / `max_data`.
+// `place`, if given, may return where the data segment belongs (e.g. the task buffer for
+// a Data-Out): a span of exactly the segment's size gets the bytes and `placed` is set,
+// saving the copy through `owned`.
+using PlaceFn = std::function<std::span<uint8_t>(const pdu::Bhs& bhs)>;
 absl::StatusOr<pdu::ReceivedPdu> ParseControlPdu(std::span<const uint8_t> pdu_bytes, size_t max_ahs,
-                                                 size_t max_data);
+                                                 size_t max_data, const PlaceFn& place = nullptr);
 
 // The error a failed work completion closes the connection with.
 absl::Status CompletionError(const rdma::WorkCompletion& wc);

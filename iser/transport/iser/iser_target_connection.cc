@@ -198,8 +198,15 @@ void IserTargetConnection::OnRecv(Wr* wr, uint32_t len) {
     Fail(absl::InvalidArgumentError("iSER HelloReply sent to a target"));
     return;
   }
-  auto parsed =
-      ParseControlPdu(msg.subspan(kIserHeaderSize), options_.max_ahs, options_.recv_data_segment);
+  // Unsolicited Data-Out goes straight from the receive buffer into the task buffer (the
+  // core checks the burst and, seeing it placed, copies nothing).
+  auto place = [this](const Bhs& bhs) {
+    bool unsolicited = full_feature_ && bhs.opcode() == Opcode::kDataOut &&
+                       bhs.ttt() == pdu::kReservedTag && events_ != nullptr;
+    return unsolicited ? events_->PlaceData(bhs) : std::span<uint8_t>();
+  };
+  auto parsed = ParseControlPdu(msg.subspan(kIserHeaderSize), options_.max_ahs,
+                                options_.recv_data_segment, place);
   if (!parsed.ok()) {
     Fail(parsed.status());
     return;

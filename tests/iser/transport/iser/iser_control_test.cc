@@ -29,7 +29,7 @@ TEST(IserControl, TakesBhsAhsAndData) {
 }
 
 TEST(IserControl, ToleratesPaddingOnly) {
-  EXPECT_TRUE(ParseControlPdu(Pdu(18, 20), 256, 8192).ok());  // padded to 4 bytes
+  EXPECT_TRUE(ParseControlPdu(Pdu(18, 20), 256, 8192).ok());   // padded to 4 bytes
   EXPECT_FALSE(ParseControlPdu(Pdu(18, 24), 256, 8192).ok());  // more than padding
   EXPECT_FALSE(ParseControlPdu(Pdu(18, 17), 256, 8192).ok());  // short
 }
@@ -39,6 +39,26 @@ TEST(IserControl, RefusesOversizedAndTruncated) {
   EXPECT_FALSE(ParseControlPdu(Pdu(0, 0, 70), 256, 8192).ok());  // 280-byte AHS
   std::vector<uint8_t> short_bhs(47, 0);
   EXPECT_FALSE(ParseControlPdu(short_bhs, 256, 8192).ok());
+}
+
+TEST(IserControl, PlacesDataWhereTheCallerSays) {
+  std::vector<uint8_t> task(32, 0);
+  auto p = ParseControlPdu(Pdu(18, 18), 256, 8192, [&](const pdu::Bhs&) {
+    return std::span<uint8_t>(task).subspan(4, 18);
+  });
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_TRUE(p->placed);
+  EXPECT_TRUE(p->owned.empty());
+  EXPECT_EQ(p->data.data(), task.data() + 4);
+  EXPECT_EQ(task[4], 0x5a);
+  EXPECT_EQ(task[21], 0x5a);
+  EXPECT_EQ(task[22], 0);
+  // A span of the wrong size is not used: the data is copied out as usual.
+  auto q = ParseControlPdu(Pdu(18, 18), 256, 8192,
+                           [&](const pdu::Bhs&) { return std::span<uint8_t>(task).subspan(0, 4); });
+  ASSERT_TRUE(q.ok());
+  EXPECT_FALSE(q->placed);
+  EXPECT_EQ(q->data.size(), 18u);
 }
 
 TEST(IserControl, CompletionErrors) {

@@ -40,6 +40,12 @@ absl::StatusOr<pdu::ReceivedPdu> ParseControlPdu(std::span<const uint8_t> pdu_by
   return p;
 }
 
+void AckCqEventsAndRearm(rdma::CompletionChannel& channel, rdma::CompletionQueue& cq) {
+  while (channel.GetEvent().ok()) {
+  }
+  (void)cq.RequestNotify(false);
+}
+
 absl::Status CompletionError(const rdma::WorkCompletion& wc) {
   if (wc.status == rdma::WcStatus::kWrFlushErr)
     return absl::UnavailableError("iSER connection closed");

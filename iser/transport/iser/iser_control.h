@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "iser/pdu/pdu_reader.h"
 #include "iser/transport/rdma/rdma_types.h"
+#include "iser/transport/rdma/verbs.h"
 
 namespace iser::iser_transport {
 
@@ -24,6 +25,11 @@ namespace iser::iser_transport {
 using PlaceFn = std::function<std::span<uint8_t>(const pdu::Bhs& bhs)>;
 absl::StatusOr<pdu::ReceivedPdu> ParseControlPdu(std::span<const uint8_t> pdu_bytes, size_t max_ahs,
                                                  size_t max_data, const PlaceFn& place = nullptr);
+
+// Acknowledges every event pending on `channel` and re-arms `cq` for the next completion
+// (ibv_get_cq_event + ibv_ack_cq_events, ibv_req_notify_cq). Poll the CQ afterwards:
+// what completed before the re-arm raises no event.
+void AckCqEventsAndRearm(rdma::CompletionChannel& channel, rdma::CompletionQueue& cq);
 
 // The error a failed work completion closes the connection with.
 absl::Status CompletionError(const rdma::WorkCompletion& wc);

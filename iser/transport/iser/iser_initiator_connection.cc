@@ -268,12 +268,8 @@ void IserInitiatorConnection::ApplyParams(const login::OperationalParams& params
 }
 
 void IserInitiatorConnection::OnCqEvent() {
-  while (!closed_) {
-    auto ev = comp_channel_->GetEvent();
-    if (!ev.ok()) break;
-  }
   if (closed_) return;
-  (void)cq_->RequestNotify(false);
+  AckCqEventsAndRearm(*comp_channel_, *cq_);
   DrainCq();
 }
 

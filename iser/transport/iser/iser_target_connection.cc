@@ -135,12 +135,8 @@ void IserTargetConnection::ApplyParams(const login::OperationalParams& params) {
 }
 
 void IserTargetConnection::OnCqEvent() {
-  while (!closed_) {
-    auto ev = comp_channel_->GetEvent();
-    if (!ev.ok()) break;
-  }
   if (closed_) return;
-  (void)cq_->RequestNotify(false);
+  AckCqEventsAndRearm(*comp_channel_, *cq_);
   DrainCq();
 }
 

@@ -338,6 +338,7 @@ void Connection::HandleFfpPdu(pdu::ReceivedPdu pdu) {
   }
   switch (pdu.bhs.opcode()) {
     case Opcode::kDataOut:
+      if (HoldDataOutOfHeldCommand(pdu)) return;
       HandleDataOut(std::move(pdu));
       return;
     case Opcode::kScsiCommand:
@@ -354,6 +355,7 @@ void Connection::HandleFfpPdu(pdu::ReceivedPdu pdu) {
         session_->exp_cmd_sn++;
         Connection* conn = node.mapped().conn;
         conn->Dispatch(std::move(node.mapped().pdu));
+        for (pdu::ReceivedPdu& data : node.mapped().data_out) conn->HandleDataOut(std::move(data));
       }
       return;
     case Opcode::kSnackRequest:
@@ -387,6 +389,23 @@ bool Connection::CheckCmdSn(pdu::ReceivedPdu& pdu) {
   ISER_LOG(kDebug, "conn %llu: dropping %s with CmdSN %u outside [%u, %u]",
            static_cast<unsigned long long>(id_), pdu::OpcodeName(pdu.bhs.opcode()), sn,
            session_->exp_cmd_sn, session_->max_cmd_sn());
+  return false;
+}
+
+bool Connection::HoldDataOutOfHeldCommand(pdu::ReceivedPdu& pdu) {
+  // With several connections a command can wait for CmdSN order while its unsolicited
+  // Data-Out, which has no CmdSN, arrives right behind it; dropping that data would leave
+  // the command waiting for it forever.
+  if (session_ == nullptr || session_->reorder.empty() || session_->tasks.count(pdu.bhs.itt())) {
+    return false;
+  }
+  for (auto& [sn, held] : session_->reorder) {
+    if (held.conn == this && held.pdu.bhs.opcode() == Opcode::kScsiCommand &&
+        held.pdu.bhs.itt() == pdu.bhs.itt()) {
+      held.data_out.push_back(std::move(pdu));
+      return true;
+    }
+  }
   return false;
 }
 

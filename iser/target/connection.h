@@ -75,6 +75,7 @@ class Connection : public TransportEvents {
   void Dispatch(pdu::ReceivedPdu pdu);
   void HandleScsiCommand(pdu::ReceivedPdu pdu);
   void HandleDataOut(pdu::ReceivedPdu pdu);
+  bool HoldDataOutOfHeldCommand(pdu::ReceivedPdu& pdu);  // true: kept for later
   void HandleNopOut(pdu::ReceivedPdu pdu);
   void HandleTextRequest(pdu::ReceivedPdu pdu);
   void HandleTaskMgmt(pdu::ReceivedPdu pdu);

@@ -40,6 +40,10 @@ class Session {
   struct Pending {
     Connection* conn;
     pdu::ReceivedPdu pdu;
+    // Unsolicited Data-Out for this command that arrived on its connection before the
+    // command's turn: the task does not exist yet, so it waits here (at most
+    // FirstBurstLength per command, and the window bounds the commands).
+    std::vector<pdu::ReceivedPdu> data_out;
   };
   std::map<uint32_t, Pending> reorder;
 

@@ -104,11 +104,12 @@ class RawInitiator {
     text.push_back('\0');
     text += "DataDigest=None";
     text.push_back('\0');
-    for (const char* kv :
-         {"InitialR2T=Yes", "ImmediateData=Yes", "MaxBurstLength=262144", "FirstBurstLength=65536",
-          "MaxRecvDataSegmentLength=262144", "MaxOutstandingR2T=1", "DefaultTime2Wait=2",
-          "DefaultTime2Retain=0", "DataPDUInOrder=Yes", "DataSequenceInOrder=Yes",
-          "ErrorRecoveryLevel=0", "MaxConnections=4"}) {
+    text += initial_r2t ? "InitialR2T=Yes" : "InitialR2T=No";
+    text.push_back('\0');
+    for (const char* kv : {"ImmediateData=Yes", "MaxBurstLength=262144", "FirstBurstLength=65536",
+                           "MaxRecvDataSegmentLength=262144", "MaxOutstandingR2T=1",
+                           "DefaultTime2Wait=2", "DefaultTime2Retain=0", "DataPDUInOrder=Yes",
+                           "DataSequenceInOrder=Yes", "ErrorRecoveryLevel=0", "MaxConnections=4"}) {
       if (tsih != 0 && std::string(kv).rfind("MaxConnections", 0) == 0) continue;
       text += kv;
       text.push_back('\0');
@@ -167,6 +168,8 @@ class RawInitiator {
     Send(b, immediate);
     return itt;
   }
+
+  bool initial_r2t = true;  // what Login proposes
 
   uint32_t cmd_sn() const { return cmd_sn_; }
   void set_cmd_sn(uint32_t sn) { cmd_sn_ = sn; }

@@ -218,6 +218,45 @@ TEST_F(TargetFixture, TwoConnectionsInOneSessionDeliverInCmdSnOrder) {
   EXPECT_EQ(rb->bhs.u32(pdu::field::kExpCmdSn), n + 2);
 }
 
+// A write held for CmdSN order (its predecessor is still on the other connection) whose
+// unsolicited Data-Out arrives before the predecessor: the data waits with the command.
+// (It used to be dropped as "unknown ITT" and the write never completed.)
+TEST_F(TargetFixture, UnsolicitedDataOutOfAHeldCommandIsKept) {
+  RawInitiator a(port_);
+  a.initial_r2t = false;
+  ASSERT_TRUE(a.Login(kIqn, 0x23d000000043ULL));
+  RawInitiator b(port_);
+  ASSERT_TRUE(b.Login(kIqn, 0x23d000000043ULL, a.tsih(), /*cid=*/1));
+  uint32_t n = a.cmd_sn();
+  // WRITE(10) of 8 blocks at LBA 40 on B with CmdSN n+1, no F bit: unsolicited data follows.
+  Bhs cmd = Bhs::Make(Opcode::kScsiCommand, 0x20 | 1);
+  uint32_t itt = b.next_itt();
+  cmd.set_itt(itt);
+  cmd.set_u32(pdu::field::kEdtl, 4096);
+  cmd.set_u32(pdu::field::kCmdSn, n + 1);
+  std::vector<uint8_t> cdb = {0x2a, 0, 0, 0, 0, 40, 0, 0, 8, 0};
+  std::copy(cdb.begin(), cdb.end(), cmd.data() + pdu::field::kCdb);
+  b.Send(cmd, "");
+  std::string payload(4096, '\0');
+  for (size_t k = 0; k < payload.size(); ++k) payload[k] = static_cast<char>(k * 13 + 5);
+  Bhs d = Bhs::Make(Opcode::kDataOut, 0x80);
+  d.set_itt(itt);
+  d.set_ttt(pdu::kReservedTag);
+  d.set_u32(pdu::field::kBufferOffset, 0);
+  b.Send(d, payload);
+  // Let the target see both before CmdSN n arrives on A.
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  a.set_cmd_sn(n);
+  a.SendCommand({0x00}, 0, false, false);  // TEST UNIT READY
+  ASSERT_TRUE(a.Receive().has_value());
+  auto status = b.Receive();
+  ASSERT_TRUE(status.has_value());
+  ASSERT_EQ(status->bhs.opcode(), Opcode::kScsiResponse);
+  EXPECT_EQ(status->bhs.itt(), itt);
+  EXPECT_EQ(status->bhs.byte(3), 0);  // TEST UNIT READY (first in order) took any UA
+  EXPECT_EQ(0, std::memcmp(store_->data().data() + 40 * 512, payload.data(), payload.size()));
+}
+
 TEST_F(TargetFixture, NewLeadingLoginWithSameIsidReinstatesSession) {
   RawInitiator old_session(port_);
   ASSERT_TRUE(old_session.Login(kIqn, 0x23d000000077ULL));

@@ -25,9 +25,8 @@ Session::Session(EventLoop* loop, SessionConfig config)
 }
 
 Session::~Session() {
-  for (EventLoop::TimerId* t :
-       {&login_timer_, &keepalive_timer_, &ping_timer_, &replacement_timer_, &reconnect_timer_,
-        &logout_deadline_timer_, &timeout_sweep_timer_}) {
+  for (EventLoop::TimerId* t : {&keepalive_timer_, &replacement_timer_, &reconnect_timer_,
+                                &logout_deadline_timer_, &timeout_sweep_timer_}) {
     CancelTimer(t);
   }
   CloseTransport(absl::AbortedError("session destroyed"));
@@ -80,10 +79,22 @@ void Session::OnConnected(absl::StatusOr<std::unique_ptr<InitiatorTransport>> tr
     LoginFailed(transport.status());
     return;
   }
-  transport_ = std::move(*transport);
-  transport_->SetEvents(this);
-  transport_name_ = transport_->kind() == InitiatorTransportKind::kIser ? "iser" : "tcp";
+  auto c = std::make_unique<Connection>();
+  c->session = this;
+  c->cid = 0;
+  c->leading = true;
+  c->transport = std::move(*transport);
+  transport_kind_ = c->transport->kind();
+  transport_name_ = transport_kind_ == InitiatorTransportKind::kIser ? "iser" : "tcp";
+  conns_.insert(conns_.begin(), std::move(c));
+  tsih_ = 0;  // a new session or a reinstatement of ours (same ISID), never a continuation
+  phase_ = Phase::kLogin;
+  StartLogin(*conns_.front());
+}
 
+void Session::StartLogin(Connection& c) {
+  c.transport->SetEvents(&c);
+  c.exp_stat_sn = 0;
   login::InitiatorLoginConfig lc;
   lc.initiator_name = config_.initiator_name;
   lc.target_name = config_.target_name;
@@ -93,7 +104,7 @@ void Session::OnConnected(absl::StatusOr<std::unique_ptr<InitiatorTransport>> tr
   login::OperationalParams& o = lc.offer;
   o.header_digest = config_.header_digest;
   o.data_digest = config_.data_digest;
-  o.max_connections = 1;
+  o.max_connections = std::max<uint32_t>(1, config_.connections);
   o.initial_r2t = config_.initial_r2t;
   o.immediate_data = config_.immediate_data;
   constexpr uint32_t kMaxKeyValue = (1u << 24) - 1;  // RFC 7143 sec 13.12-13.14
@@ -103,21 +114,28 @@ void Session::OnConnected(absl::StatusOr<std::unique_ptr<InitiatorTransport>> tr
   o.initiator_max_recv_dsl =
       std::clamp<uint32_t>(config_.max_recv_data_segment_length, 512, kMaxKeyValue);
   o.error_recovery_level = 0;
-  transport_->PrepareLogin(lc);
-  negotiator_ = std::make_unique<login::InitiatorNegotiator>(std::move(lc));
-  tsih_ = 0;  // a new session or a reinstatement of ours (same ISID), never a continuation
-  login_itt_ = NextItt();
-  login_text_.clear();
-  phase_ = Phase::kLogin;
-  login_timer_ = After(config_.login_timeout, [this] {
-    login_timer_ = 0;
-    if (phase_ == Phase::kLogin) LoginFailed(absl::DeadlineExceededError("login timed out"));
+  if (!c.leading) {
+    // A connection joining the session: only connection keys are negotiated; the
+    // session's values hold for the rest (RFC 7143 sec 6.3, "LO" keys).
+    lc.leading = false;
+    lc.session_params = params_;
+  }
+  c.transport->PrepareLogin(lc);
+  c.negotiator = std::make_unique<login::InitiatorNegotiator>(std::move(lc));
+  c.login_itt = NextItt();
+  c.login_text.clear();
+  Connection* conn = &c;  // the timer is cancelled when the connection closes
+  c.login_timer = After(config_.login_timeout, [this, conn] {
+    conn->login_timer = 0;
+    absl::Status why = absl::DeadlineExceededError("login timed out");
+    if (!conn->leading) return ExtraLoginFailed(*conn, why);
+    if (phase_ == Phase::kLogin) LoginFailed(why);
   });
-  SendLoginRequest(negotiator_->Start());
+  SendLoginRequest(c, c.negotiator->Start());
 }
 
-void Session::SendLoginRequest(const login::InitiatorRequest& request) {
-  last_login_request_ = request;
+void Session::SendLoginRequest(Connection& c, const login::InitiatorRequest& request) {
+  c.last_login_request = request;
   uint8_t flags = static_cast<uint8_t>((request.transit ? pdu::kLoginFlagTransit : 0) |
                                        (request.csg << 2) | request.nsg);
   OutgoingPdu p;
@@ -125,31 +143,34 @@ void Session::SendLoginRequest(const login::InitiatorRequest& request) {
   p.bhs.set_immediate(true);
   p.bhs.set_u48(pdu::field::kIsid, isid_);
   p.bhs.set_u16(pdu::field::kTsih, tsih_);
-  p.bhs.set_itt(login_itt_);
-  p.bhs.set_u16(pdu::field::kCid, 0);
+  p.bhs.set_itt(c.login_itt);
+  p.bhs.set_u16(pdu::field::kCid, c.cid);
   p.bhs.set_u32(pdu::field::kCmdSn, cmd_sn_);
-  p.bhs.set_u32(pdu::field::kExpStatSn, exp_stat_sn_);
+  p.bhs.set_u32(pdu::field::kExpStatSn, c.exp_stat_sn);
   p.SetOwnedData(std::vector<uint8_t>(request.text.begin(), request.text.end()));
-  transport_->SendPdu(std::move(p));
+  c.transport->SendPdu(std::move(p));
 }
 
-void Session::HandleLoginResponse(pdu::ReceivedPdu pdu) {
+void Session::HandleLoginResponse(Connection& c, pdu::ReceivedPdu pdu) {
   const Bhs& b = pdu.bhs;
-  if (b.opcode() != Opcode::kLoginResponse || b.itt() != login_itt_) {
-    LoginFailed(absl::FailedPreconditionError(
+  auto fail = [&](const absl::Status& why) {
+    if (c.leading) return LoginFailed(why);
+    ExtraLoginFailed(c, why);
+  };
+  if (b.opcode() != Opcode::kLoginResponse || b.itt() != c.login_itt) {
+    return fail(absl::FailedPreconditionError(
         absl::StrCat("unexpected PDU during login: ", pdu::DescribeBhs(b))));
-    return;
   }
-  exp_stat_sn_ = b.u32(pdu::field::kStatSn) + 1;
-  login_text_.append(pdu.data.begin(), pdu.data.end());
+  c.exp_stat_sn = b.u32(pdu::field::kStatSn) + 1;
+  c.login_text.append(pdu.data.begin(), pdu.data.end());
   uint8_t status_class = b.byte(pdu::field::kLoginStatusClass);
   if ((b.flags() & pdu::kFlagContinue) && status_class == 0) {
     // More text follows: ask for it with an empty request of the same stage.
-    login::InitiatorRequest more = last_login_request_;
+    login::InitiatorRequest more = c.last_login_request;
     more.transit = false;
     more.text.clear();
-    SendLoginRequest(more);
-    last_login_request_.text.clear();
+    SendLoginRequest(c, more);
+    c.last_login_request.text.clear();
     return;
   }
   login::LoginResponse rsp;
@@ -158,32 +179,34 @@ void Session::HandleLoginResponse(pdu::ReceivedPdu pdu) {
   rsp.transit = b.flags() & pdu::kLoginFlagTransit;
   rsp.status_class = status_class;
   rsp.status_detail = b.byte(pdu::field::kLoginStatusDetail);
-  rsp.text = std::move(login_text_);
-  login_text_.clear();
+  rsp.text = std::move(c.login_text);
+  c.login_text.clear();
   rsp.full_feature = rsp.transit && rsp.nsg == login::kFullFeaturePhase && status_class == 0;
-  absl::StatusOr<std::optional<login::InitiatorRequest>> next = negotiator_->OnResponse(rsp);
+  absl::StatusOr<std::optional<login::InitiatorRequest>> next = c.negotiator->OnResponse(rsp);
   if (!next.ok()) {
-    LoginFailed(absl::Status(next.status().code(),
+    return fail(absl::Status(next.status().code(),
                              absl::StrCat("login to ", config_.target_name, " at ", config_.portal,
                                           " failed: ", next.status().message())));
-    return;
   }
   if (next->has_value()) {
-    SendLoginRequest(**next);
+    SendLoginRequest(c, **next);
     return;
   }
+  if (!c.leading) return ExtraLoginDone(c, b);
   EnterFullFeature(b);
 }
 
 void Session::EnterFullFeature(const Bhs& final_response) {
-  CancelTimer(&login_timer_);
+  Connection& lead = *leading();
+  CancelTimer(&lead.login_timer);
   tsih_ = final_response.u16(pdu::field::kTsih);
-  params_ = negotiator_->params();
-  negotiator_.reset();
+  params_ = lead.negotiator->params();
+  lead.negotiator.reset();
   exp_cmd_sn_ = final_response.u32(pdu::field::kExpCmdSn);
   max_cmd_sn_ = final_response.u32(pdu::field::kMaxCmdSn);
   cmd_sn_ = exp_cmd_sn_;
-  transport_->ApplyParams(params_);
+  lead.transport->ApplyParams(params_);
+  lead.ready = true;
   phase_ = Phase::kFullFeature;
   logout_requested_ = false;
   logout_sent_ = false;
@@ -201,17 +224,12 @@ void Session::EnterFullFeature(const Bhs& final_response) {
   }
   ever_logged_in_ = true;
   StartKeepAlive();
-  if (login_done_) {
-    StatusCallback done = std::move(login_done_);
-    login_done_ = nullptr;
-    done(absl::OkStatus());
-  }
+  AddConnections();
+  MaybeFinishLogin();  // Login() completes once the extra connections are in (or failed)
   Pump();
 }
 
 void Session::LoginFailed(const absl::Status& why) {
-  CancelTimer(&login_timer_);
-  negotiator_.reset();
   CloseTransport(why);
   if (!ever_logged_in_) {
     phase_ = Phase::kClosed;
@@ -230,18 +248,38 @@ void Session::LoginFailed(const absl::Status& why) {
 }
 
 void Session::CloseTransport(const absl::Status& why) {
-  if (!transport_) return;
-  std::unique_ptr<InitiatorTransport> t = std::move(transport_);
-  t->SetEvents(nullptr);
-  t->Abort(why);
-  // Not from inside the transport's own callback: destroy it after this batch.
-  InitiatorTransport* raw = t.release();
-  loop_->Defer([raw] { delete raw; });
-  ++connection_generation_;
+  extras_pending_ = 0;
+  ++connection_generation_;  // drops the answers of connects still in progress
+  while (!conns_.empty()) CloseConnection(*conns_.back(), why);
 }
 
-void Session::OnTransportClosed(const absl::Status& why) {
+void Session::CloseConnection(Connection& c, const absl::Status& why) {
+  CancelTimer(&c.login_timer);
+  CancelTimer(&c.ping_timer);
+  if (!c.leading && !c.ready && extras_pending_ > 0) --extras_pending_;  // its login ends here
+  for (auto& [itt, task] : tasks_) {
+    if (task->connection == &c) task->connection = nullptr;
+  }
+  if (c.transport) {
+    c.transport->SetEvents(nullptr);
+    c.transport->Abort(why);
+  }
+  auto it = std::find_if(conns_.begin(), conns_.end(),
+                         [&](const std::unique_ptr<Connection>& p) { return p.get() == &c; });
+  if (it == conns_.end()) return;
+  // Not from inside the transport's own callback: destroy both after this batch.
+  Connection* raw = it->release();
+  conns_.erase(it);
+  loop_->Defer([raw] { delete raw; });
+}
+
+void Session::OnConnectionClosed(Connection& c, const absl::Status& why) {
   absl::Status reason = why.ok() ? absl::UnavailableError("connection closed by target") : why;
+  if (!c.leading) {
+    if (phase_ == Phase::kFullFeature && c.ready) return BeginRecovery(reason);  // ERL 0
+    if (phase_ == Phase::kFullFeature) return ExtraLoginFailed(c, reason);
+    return CloseConnection(c, reason);
+  }
   switch (phase_) {
     case Phase::kLogin:
       LoginFailed(absl::UnavailableError(absl::StrCat("connection to ", config_.portal,
@@ -262,8 +300,12 @@ void Session::OnTransportClosed(const absl::Status& why) {
   }
 }
 
-void Session::DropConnection() {
-  if (phase_ == Phase::kFullFeature) BeginRecovery(absl::UnavailableError("connection dropped"));
+void Session::DropConnection(size_t index) {
+  if (phase_ != Phase::kFullFeature) return;
+  if (index == 0) return BeginRecovery(absl::UnavailableError("connection dropped"));
+  if (index < conns_.size() && conns_[index]->transport) {
+    conns_[index]->transport->Abort(absl::UnavailableError("connection dropped"));
+  }
 }
 
 void Session::BeginRecovery(const absl::Status& why) {
@@ -271,7 +313,6 @@ void Session::BeginRecovery(const absl::Status& why) {
            config_.portal, why.ToString());
   CloseTransport(why);
   CancelTimer(&keepalive_timer_);
-  CancelTimer(&ping_timer_);
   CancelTimer(&logout_deadline_timer_);
   phase_ = Phase::kRecovering;
   FailControls(absl::UnavailableError("connection lost"));
@@ -322,9 +363,7 @@ void Session::Logout(StatusCallback done) {
   CancelTimer(&reconnect_timer_);
   CancelTimer(&replacement_timer_);
   if (phase_ != Phase::kFullFeature) {
-    CancelTimer(&login_timer_);
     CancelTimer(&keepalive_timer_);
-    CancelTimer(&ping_timer_);
     CloseTransport(absl::AbortedError("logout"));
     phase_ = Phase::kClosed;
     FailControls(absl::AbortedError("session logged out"));
@@ -335,7 +374,7 @@ void Session::Logout(StatusCallback done) {
   phase_ = Phase::kLoggingOut;
   CancelTimer(&logout_deadline_timer_);
   CancelTimer(&keepalive_timer_);
-  CancelTimer(&ping_timer_);
+  for (auto& c : conns_) CancelTimer(&c->ping_timer);
   logout_done_ = std::move(done);
   OutgoingPdu p;
   p.bhs = MakeRequest(Opcode::kLogoutRequest, pdu::kFlagFinal | 0 /* close session */, true);
@@ -372,7 +411,7 @@ SessionState Session::state() const {
   s.isid = isid_;
   s.tsih = tsih_;
   s.cmd_sn = cmd_sn_;
-  s.exp_stat_sn = exp_stat_sn_;
+  s.exp_stat_sn = leading() ? leading()->exp_stat_sn : 0;
   s.params = params_;
   return s;
 }

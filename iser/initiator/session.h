@@ -1,4 +1,6 @@
-// One iSCSI initiator session with one connection (RFC 7143), transport-independent.
+// One iSCSI initiator session (RFC 7143), transport-independent, with one or more
+// connections (MC/S: SessionConfig::connections, as many as the target's MaxConnections
+// allows).
 //
 // The session logs in (normal or discovery, CHAP and mutual CHAP through
 // login::InitiatorNegotiator), runs the full feature phase (ITTs, CmdSN window with a
@@ -8,6 +10,14 @@
 // ISID, TSIH 0) and reissues every command that had not completed; commands still
 // outstanding after the replacement timeout fail with an I/O error (kUnavailable).
 // Each command completes exactly once.
+//
+// Multiple connections: the leading connection logs in and carries every control PDU
+// (NOP-Out, TMF, Text, Logout); the others log in with the session's TSIH and a CID of
+// their own and carry SCSI commands, issued round robin. A command keeps allegiance to
+// the connection it went out on (its R2Ts, Data-Out, Data-In and response stay there)
+// and each connection has its own StatSN stream. At ErrorRecoveryLevel 0 a lost
+// connection means the session is recovered as a whole (RFC 7143 sec 7.1.4.1): every
+// connection is closed, the session reinstated and the extra connections added again.
 //
 // A Session belongs to one EventLoop: every method is called, and every callback runs,
 // on that loop's thread.
@@ -61,10 +71,10 @@ struct DiscoveredTarget {
   std::vector<std::string> addresses;  // TargetAddress values ("host:port,tpgt")
 };
 
-class Session final : public InitiatorTransportEvents {
+class Session final {
  public:
   Session(EventLoop* loop, SessionConfig config);
-  ~Session() override;
+  ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
@@ -102,22 +112,50 @@ class Session final : public InitiatorTransportEvents {
   // recovering; empty before the first connection.
   const std::string& transport_name() const { return transport_name_; }
   size_t outstanding() const { return tasks_.size(); }
-  // Drops the connection as if the network failed (tests; recovery follows).
-  void DropConnection();
-
-  // InitiatorTransportEvents.
-  void OnPduReceived(pdu::ReceivedPdu pdu) override;
-  std::span<uint8_t> PlaceData(const pdu::Bhs& bhs) override;
-  void OnTransportClosed(const absl::Status& why) override;
+  // Connections in full feature phase (0 while recovering).
+  size_t connection_count() const;
+  // SCSI commands issued on each connection in full feature phase, by CID order.
+  std::vector<uint64_t> commands_per_connection() const;
+  // Drops connection `index` (0: the leading one) as if the network failed (tests;
+  // recovery follows).
+  void DropConnection(size_t index = 0);
 
  private:
   enum class Phase { kIdle, kConnecting, kLogin, kFullFeature, kRecovering, kLoggingOut, kClosed };
+
+  // One iSCSI connection: its transport, its StatSN stream, its login and keep-alive.
+  // The transport reports to it; it forwards to the session with itself as the source.
+  struct Connection final : InitiatorTransportEvents {
+    Session* session = nullptr;
+    uint16_t cid = 0;
+    bool leading = true;
+    std::unique_ptr<InitiatorTransport> transport;
+    bool ready = false;  // in full feature phase
+    uint32_t exp_stat_sn = 0;
+    uint64_t commands = 0;  // SCSI commands issued here
+    // Login.
+    std::unique_ptr<login::InitiatorNegotiator> negotiator;
+    login::InitiatorRequest last_login_request;
+    std::string login_text;  // C-bit reassembly of the current Login Response
+    uint32_t login_itt = 0;
+    EventLoop::TimerId login_timer = 0;
+    // Keep-alive.
+    uint64_t rx_pdus = 0;
+    uint64_t rx_pdus_at_tick = 0;
+    EventLoop::TimerId ping_timer = 0;
+
+    void OnPduReceived(pdu::ReceivedPdu pdu) override;
+    std::span<uint8_t> PlaceData(const pdu::Bhs& bhs) override;
+    void OnTransportClosed(const absl::Status& why) override;
+  };
+
   struct Task {
     uint32_t itt = 0;
     uint64_t order = 0;  // submission order: reissue keeps it
     ScsiCommand command;
     ScsiCallback done;
     TaskIo io;
+    Connection* connection = nullptr;  // allegiance while issued
     bool issued = false;
     uint32_t cmd_sn = 0;
     // When the command times out (ABORT TASK); InfiniteFuture while not issued.
@@ -130,11 +168,23 @@ class Session final : public InitiatorTransportEvents {
   // Connection and login (session.cc).
   void Connect();
   void OnConnected(absl::StatusOr<std::unique_ptr<InitiatorTransport>> transport);
-  void SendLoginRequest(const login::InitiatorRequest& request);
-  void HandleLoginResponse(pdu::ReceivedPdu pdu);
+  void StartLogin(Connection& c);
+  void SendLoginRequest(Connection& c, const login::InitiatorRequest& request);
+  void HandleLoginResponse(Connection& c, pdu::ReceivedPdu pdu);
   void LoginFailed(const absl::Status& why);
   void EnterFullFeature(const pdu::Bhs& final_response);
-  void CloseTransport(const absl::Status& why);
+  void CloseTransport(const absl::Status& why);  // every connection
+  void OnConnectionClosed(Connection& c, const absl::Status& why);
+  // Extra connections (session_connections.cc).
+  void AddConnections();
+  void OnExtraConnected(uint16_t cid,
+                        absl::StatusOr<std::unique_ptr<InitiatorTransport>> transport);
+  void ExtraLoginDone(Connection& c, const pdu::Bhs& final_response);
+  void ExtraLoginFailed(Connection& c, const absl::Status& why);
+  void MaybeFinishLogin();
+  Connection* leading() const;
+  Connection* PickConnection();
+  void CloseConnection(Connection& c, const absl::Status& why);
   void BeginRecovery(const absl::Status& why);
   void OnReplacementTimeout();
   void FailAll(const absl::Status& why);
@@ -145,9 +195,10 @@ class Session final : public InitiatorTransportEvents {
 
   // SCSI commands (session_io.cc).
   void Pump();
-  void Issue(Task& task);
+  void Issue(Task& task, Connection& conn);
   void Complete(uint32_t itt, absl::StatusOr<ScsiResult> result);
   void HandleDataIn(pdu::ReceivedPdu& pdu);
+  std::span<uint8_t> PlaceData(const pdu::Bhs& bhs);
   void HandleScsiResponse(pdu::ReceivedPdu& pdu);
   void HandleR2t(const pdu::Bhs& bhs);
   void OnCommandTimeout(uint32_t itt);
@@ -161,9 +212,11 @@ class Session final : public InitiatorTransportEvents {
   // Control PDUs (session_control.cc).
   uint32_t NextItt();
   pdu::Bhs MakeRequest(pdu::Opcode op, uint8_t flags, bool immediate);
-  void SendControl(OutgoingPdu pdu, ControlHandler handler);
+  // On `on` (default: the leading connection).
+  void SendControl(OutgoingPdu pdu, ControlHandler handler, Connection* on = nullptr);
+  void OnPdu(Connection& c, pdu::ReceivedPdu pdu);
   void FailControls(const absl::Status& why);
-  void HandleNopIn(const pdu::Bhs& bhs);
+  void HandleNopIn(Connection& c, pdu::ReceivedPdu& pdu);
   void HandleAsync(pdu::ReceivedPdu& pdu);
   // The target asked for a logout: issue nothing new, let in-flight commands finish (or
   // the target's deadline pass), log out, then reconnect and carry on (recovery).
@@ -173,7 +226,8 @@ class Session final : public InitiatorTransportEvents {
                        absl::AnyInvocable<void(absl::StatusOr<std::string>)> done);
   void StartKeepAlive();
   void KeepAliveTick();
-  void AckStatSn(const pdu::Bhs& bhs);
+  void Ping(Connection& c);
+  static void AckStatSn(Connection& c, const pdu::Bhs& bhs);
   void UpdateWindow(const pdu::Bhs& bhs);
   void ProtocolError(const std::string& what);
 
@@ -184,16 +238,14 @@ class Session final : public InitiatorTransportEvents {
   bool ever_logged_in_ = false;
   StatusCallback login_done_;
   StatusCallback logout_done_;
-  std::unique_ptr<InitiatorTransport> transport_;
+  // conns_[0] is the leading connection (while there is one); CIDs are unique.
+  std::vector<std::unique_ptr<Connection>> conns_;
+  size_t extras_pending_ = 0;
+  bool ever_added_ = false;  // extra connections still connecting or logging in
+  size_t next_conn_ = 0;     // round robin
   std::string transport_name_;
+  InitiatorTransportKind transport_kind_ = InitiatorTransportKind::kTcp;
   uint64_t connection_generation_ = 0;
-
-  // Login.
-  std::unique_ptr<login::InitiatorNegotiator> negotiator_;
-  login::InitiatorRequest last_login_request_;
-  std::string login_text_;  // C-bit reassembly of the current Login Response
-  uint32_t login_itt_ = 0;
-  EventLoop::TimerId login_timer_ = 0;
 
   // Session state.
   uint64_t isid_ = 0;
@@ -202,7 +254,6 @@ class Session final : public InitiatorTransportEvents {
   uint32_t cmd_sn_ = 1;
   uint32_t exp_cmd_sn_ = 1;
   uint32_t max_cmd_sn_ = 1;
-  uint32_t exp_stat_sn_ = 0;
   uint32_t next_itt_ = 1;
   uint64_t next_order_ = 0;
 
@@ -216,9 +267,6 @@ class Session final : public InitiatorTransportEvents {
   EventLoop::TimerId timeout_sweep_timer_ = 0;
   absl::Duration sweep_period_ = absl::InfiniteDuration();
   EventLoop::TimerId keepalive_timer_ = 0;
-  EventLoop::TimerId ping_timer_ = 0;
-  uint64_t rx_pdus_ = 0;
-  uint64_t rx_pdus_at_tick_ = 0;
   EventLoop::TimerId replacement_timer_ = 0;
   EventLoop::TimerId reconnect_timer_ = 0;
   absl::Duration backoff_;

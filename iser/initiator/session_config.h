@@ -36,6 +36,9 @@ struct SessionConfig {
   // Commands in flight at the target at once (the CmdSN window may allow fewer; the
   // rest wait locally).
   uint32_t queue_depth = 128;
+  // Connections per session (MC/S, RFC 7143 sec 4.2): we offer MaxConnections=this and
+  // open as many as the target allows (commands go out round robin).
+  uint32_t connections = 1;
 
   absl::Duration connect_timeout = absl::Seconds(10);
   absl::Duration login_timeout = absl::Seconds(15);

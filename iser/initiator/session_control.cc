@@ -25,19 +25,21 @@ Bhs Session::MakeRequest(Opcode op, uint8_t flags, bool immediate) {
   b.set_immediate(immediate);
   b.set_u32(pdu::field::kCmdSn, cmd_sn_);
   if (!immediate) ++cmd_sn_;
-  b.set_u32(pdu::field::kExpStatSn, exp_stat_sn_);
-  return b;
+  return b;  // the sender fills in its connection's ExpStatSN
 }
 
-void Session::SendControl(OutgoingPdu pdu, ControlHandler handler) {
-  if (!transport_ || (phase_ != Phase::kFullFeature && phase_ != Phase::kLoggingOut)) {
+void Session::SendControl(OutgoingPdu pdu, ControlHandler handler, Connection* on) {
+  if (on == nullptr) on = leading();
+  if (on == nullptr || !on->ready ||
+      (phase_ != Phase::kFullFeature && phase_ != Phase::kLoggingOut)) {
     handler(absl::UnavailableError("not connected"));
     return;
   }
   uint32_t itt = NextItt();
   pdu.bhs.set_itt(itt);
+  pdu.bhs.set_u32(pdu::field::kExpStatSn, on->exp_stat_sn);
   controls_.emplace(itt, std::move(handler));
-  transport_->SendPdu(std::move(pdu));
+  on->transport->SendPdu(std::move(pdu));
 }
 
 void Session::FailControls(const absl::Status& why) {
@@ -46,9 +48,28 @@ void Session::FailControls(const absl::Status& why) {
   for (auto& [itt, handler] : controls) handler(why);
 }
 
-void Session::AckStatSn(const Bhs& b) {
+void Session::AckStatSn(Connection& c, const Bhs& b) {
+  // StatSN counts per connection; these PDUs carry a new one (Data-In only with status,
+  // NOP-In only when it answers our ping, RFC 7143 sec 11.19.2).
+  switch (b.opcode()) {
+    case Opcode::kDataIn:
+      if (!(b.flags() & pdu::kDataInFlagStatus)) return;
+      break;
+    case Opcode::kNopIn:
+      if (b.itt() == pdu::kReservedTag) return;
+      break;
+    case Opcode::kScsiResponse:
+    case Opcode::kTaskMgmtResponse:
+    case Opcode::kTextResponse:
+    case Opcode::kLogoutResponse:
+    case Opcode::kAsyncMessage:
+    case Opcode::kReject:
+      break;
+    default:
+      return;
+  }
   uint32_t sn = b.u32(pdu::field::kStatSn);
-  if (pdu::SnLessEq(exp_stat_sn_, sn)) exp_stat_sn_ = sn + 1;
+  if (pdu::SnLessEq(c.exp_stat_sn, sn)) c.exp_stat_sn = sn + 1;
 }
 
 void Session::UpdateWindow(const Bhs& b) {
@@ -63,18 +84,22 @@ void Session::ProtocolError(const std::string& what) {
   ISER_LOG(kWarning, "session %s: protocol error: %s", config_.target_name, what);
   if (phase_ == Phase::kFullFeature) {
     BeginRecovery(absl::InternalError(what));
-  } else if (transport_) {
-    transport_->Abort(absl::InternalError(what));
+  } else if (Connection* lead = leading(); lead != nullptr) {
+    lead->transport->Abort(absl::InternalError(what));
   }
 }
 
-void Session::OnPduReceived(pdu::ReceivedPdu pdu) {
-  ++rx_pdus_;
-  if (phase_ == Phase::kLogin) return HandleLoginResponse(std::move(pdu));
+void Session::OnPdu(Connection& c, pdu::ReceivedPdu pdu) {
+  ++c.rx_pdus;
+  if (!c.ready) {
+    if (c.negotiator) HandleLoginResponse(c, std::move(pdu));
+    return;
+  }
   if (phase_ != Phase::kFullFeature && phase_ != Phase::kLoggingOut) return;
   if (!pdu.data_digest_ok) return ProtocolError("data digest mismatch");
   const Bhs& b = pdu.bhs;
   UpdateWindow(b);
+  AckStatSn(c, b);
   switch (b.opcode()) {
     case Opcode::kDataIn:
       HandleDataIn(pdu);
@@ -86,22 +111,11 @@ void Session::OnPduReceived(pdu::ReceivedPdu pdu) {
       HandleR2t(b);
       break;
     case Opcode::kNopIn:
-      HandleNopIn(b);
-      if (b.ttt() != pdu::kReservedTag && transport_) {
-        // The target's ping: answer with the same TTT, LUN and data.
-        OutgoingPdu p;
-        p.bhs = MakeRequest(Opcode::kNopOut, pdu::kFlagFinal, true);
-        p.bhs.set_itt(pdu::kReservedTag);
-        p.bhs.set_ttt(b.ttt());
-        p.bhs.set_lun_field(b.lun_field());
-        p.SetOwnedData(std::vector<uint8_t>(pdu.data.begin(), pdu.data.end()));
-        transport_->SendPdu(std::move(p));
-      }
+      HandleNopIn(c, pdu);
       break;
     case Opcode::kTaskMgmtResponse:
     case Opcode::kTextResponse:
     case Opcode::kLogoutResponse: {
-      AckStatSn(b);
       auto it = controls_.find(b.itt());
       if (it == controls_.end()) break;
       ControlHandler handler = std::move(it->second);
@@ -122,20 +136,31 @@ void Session::OnPduReceived(pdu::ReceivedPdu pdu) {
   Pump();
 }
 
-void Session::HandleNopIn(const Bhs& b) {
+void Session::HandleNopIn(Connection& c, pdu::ReceivedPdu& pdu) {
+  const Bhs& b = pdu.bhs;
+  if (b.ttt() != pdu::kReservedTag) {
+    // The target's ping: answer on the same connection with the same TTT, LUN and data.
+    OutgoingPdu p;
+    p.bhs = MakeRequest(Opcode::kNopOut, pdu::kFlagFinal, true);
+    p.bhs.set_itt(pdu::kReservedTag);
+    p.bhs.set_ttt(b.ttt());
+    p.bhs.set_lun_field(b.lun_field());
+    p.bhs.set_u32(pdu::field::kExpStatSn, c.exp_stat_sn);
+    p.SetOwnedData(std::vector<uint8_t>(pdu.data.begin(), pdu.data.end()));
+    c.transport->SendPdu(std::move(p));
+  }
   if (b.itt() == pdu::kReservedTag) return;
-  AckStatSn(b);
   auto it = controls_.find(b.itt());
   if (it == controls_.end()) return;
   ControlHandler handler = std::move(it->second);
   controls_.erase(it);
-  handler(pdu::ReceivedPdu{b});
+  handler(std::move(pdu));
 }
 
 void Session::StartKeepAlive() {
   if (config_.nop_interval <= absl::ZeroDuration()) return;
   CancelTimer(&keepalive_timer_);
-  rx_pdus_at_tick_ = rx_pdus_;
+  for (auto& c : conns_) c->rx_pdus_at_tick = c->rx_pdus;
   keepalive_timer_ = After(config_.nop_interval, [this] {
     keepalive_timer_ = 0;
     KeepAliveTick();
@@ -144,22 +169,38 @@ void Session::StartKeepAlive() {
 
 void Session::KeepAliveTick() {
   if (phase_ != Phase::kFullFeature) return;
-  if (rx_pdus_ == rx_pdus_at_tick_ && ping_timer_ == 0) {
-    // Nothing heard for a whole interval: ping, and give up on the connection if the
-    // target does not answer in time.
-    OutgoingPdu p;
-    p.bhs = MakeRequest(Opcode::kNopOut, pdu::kFlagFinal, true);
-    p.bhs.set_ttt(pdu::kReservedTag);
-    ping_timer_ = After(config_.nop_timeout, [this] {
-      ping_timer_ = 0;
-      if (phase_ == Phase::kFullFeature) {
-        BeginRecovery(absl::DeadlineExceededError("NOP-Out ping not answered"));
-      }
-    });
-    SendControl(std::move(p),
-                [this](absl::StatusOr<pdu::ReceivedPdu>) { CancelTimer(&ping_timer_); });
+  std::vector<Connection*> silent;
+  for (auto& c : conns_) {
+    if (c->ready && c->rx_pdus == c->rx_pdus_at_tick && c->ping_timer == 0) {
+      silent.push_back(c.get());
+    }
   }
+  for (Connection* c : silent) Ping(*c);
   StartKeepAlive();
+}
+
+void Session::Ping(Connection& c) {
+  // Nothing heard on this connection for a whole interval: ping it, and give up on the
+  // session's connections (ERL 0) if the target does not answer in time.
+  OutgoingPdu p;
+  p.bhs = MakeRequest(Opcode::kNopOut, pdu::kFlagFinal, true);
+  p.bhs.set_ttt(pdu::kReservedTag);
+  Connection* conn = &c;  // the timer is cancelled when the connection closes
+  c.ping_timer = After(config_.nop_timeout, [this, conn] {
+    conn->ping_timer = 0;
+    if (phase_ == Phase::kFullFeature) {
+      BeginRecovery(absl::DeadlineExceededError(
+          absl::StrCat("NOP-Out ping on connection CID ", conn->cid, " not answered")));
+    }
+  });
+  uint64_t generation = connection_generation_;
+  SendControl(
+      std::move(p),
+      [this, conn, generation](absl::StatusOr<pdu::ReceivedPdu>) {
+        // Connections only go away with a new generation (or before they are ready).
+        if (generation == connection_generation_) CancelTimer(&conn->ping_timer);
+      },
+      conn);
 }
 
 void Session::TaskManagement(pdu::TmfFunction function, uint64_t lun, uint32_t ref_itt,
@@ -169,9 +210,13 @@ void Session::TaskManagement(pdu::TmfFunction function, uint64_t lun, uint32_t r
       MakeRequest(Opcode::kTaskMgmtRequest, pdu::kFlagFinal | static_cast<uint8_t>(function), true);
   p.bhs.set_lun_field(pdu::EncodeLun(lun));
   uint32_t ref_cmd_sn = cmd_sn_;
+  Connection* on = nullptr;  // the leading connection
   if (function == pdu::TmfFunction::kAbortTask) {
     auto it = tasks_.find(ref_itt);
-    if (it != tasks_.end()) ref_cmd_sn = it->second->cmd_sn;
+    if (it != tasks_.end()) {
+      ref_cmd_sn = it->second->cmd_sn;
+      on = it->second->connection;  // where the task is allegiant
+    }
     p.bhs.set_u32(pdu::field::kRefTaskTag, ref_itt);
   } else {
     p.bhs.set_u32(pdu::field::kRefTaskTag, pdu::kReservedTag);
@@ -186,18 +231,20 @@ void Session::TaskManagement(pdu::TmfFunction function, uint64_t lun, uint32_t r
     }
   });
   uint32_t tmf_cmd_sn = cmd_sn_;
-  SendControl(std::move(p), [this, timer, shared_done, function, lun,
-                             tmf_cmd_sn](absl::StatusOr<pdu::ReceivedPdu> rsp) {
-    loop_->CancelTimer(timer);
-    if (!rsp.ok()) return (*shared_done)(rsp.status());
-    auto response = static_cast<pdu::TmfResponse>(rsp->bhs.byte(2));
-    bool lun_wide = function == pdu::TmfFunction::kLogicalUnitReset ||
-                    function == pdu::TmfFunction::kAbortTaskSet ||
-                    function == pdu::TmfFunction::kClearTaskSet;
-    if (lun_wide && response == pdu::TmfResponse::kComplete) RequeueAborted(lun, tmf_cmd_sn);
-    (*shared_done)(response);
-    Pump();
-  });
+  SendControl(
+      std::move(p),
+      [this, timer, shared_done, function, lun, tmf_cmd_sn](absl::StatusOr<pdu::ReceivedPdu> rsp) {
+        loop_->CancelTimer(timer);
+        if (!rsp.ok()) return (*shared_done)(rsp.status());
+        auto response = static_cast<pdu::TmfResponse>(rsp->bhs.byte(2));
+        bool lun_wide = function == pdu::TmfFunction::kLogicalUnitReset ||
+                        function == pdu::TmfFunction::kAbortTaskSet ||
+                        function == pdu::TmfFunction::kClearTaskSet;
+        if (lun_wide && response == pdu::TmfResponse::kComplete) RequeueAborted(lun, tmf_cmd_sn);
+        (*shared_done)(response);
+        Pump();
+      },
+      on);
 }
 
 void Session::RequeueAborted(uint64_t lun, uint32_t before_cmd_sn) {
@@ -211,7 +258,8 @@ void Session::RequeueAborted(uint64_t lun, uint32_t before_cmd_sn) {
     t.issued = false;
     t.aborting = false;
     --in_flight_;
-    if (transport_) transport_->ReleaseTask(t.io);
+    if (t.connection != nullptr) t.connection->transport->ReleaseTask(t.io);
+    t.connection = nullptr;
     aborted.push_back(&t);
   }
   std::sort(aborted.begin(), aborted.end(), [](Task* a, Task* b) { return a->order > b->order; });
@@ -269,7 +317,6 @@ void Session::RemoveAsyncSenseListener(uint64_t lun) { async_listeners_.erase(lu
 
 void Session::HandleAsync(pdu::ReceivedPdu& pdu) {
   const Bhs& b = pdu.bhs;
-  AckStatSn(b);
   uint8_t event = b.byte(36);
   switch (event) {
     case 0: {  // SCSI asynchronous event: sense data for a LUN
@@ -313,7 +360,6 @@ void Session::MaybeLogoutForTarget(bool force) {
 
 void Session::HandleReject(pdu::ReceivedPdu& pdu) {
   const Bhs& b = pdu.bhs;
-  AckStatSn(b);
   uint8_t reason = b.byte(2);
   if (pdu.data.size() < pdu::kBhsSize) return ProtocolError("Reject without the rejected header");
   Bhs rejected(std::span<const uint8_t, pdu::kBhsSize>(pdu.data.data(), pdu::kBhsSize));

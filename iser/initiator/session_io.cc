@@ -36,13 +36,15 @@ void Session::Pump() {
   if (logout_requested_) return MaybeLogoutForTarget();
   while (phase_ == Phase::kFullFeature && !pending_.empty() && in_flight_ < config_.queue_depth &&
          pdu::SnLessEq(cmd_sn_, max_cmd_sn_)) {
+    Connection* c = PickConnection();
+    if (c == nullptr) return;
     Task* t = pending_.front();
     pending_.pop_front();
-    Issue(*t);
+    Issue(*t, *c);
   }
 }
 
-void Session::Issue(Task& task) {
+void Session::Issue(Task& task, Connection& conn) {
   const ScsiCommand& c = task.command;
   bool reading = !c.read.empty();
   bool writing = !c.write.empty();
@@ -64,6 +66,7 @@ void Session::Issue(Task& task) {
   OutgoingPdu p;
   task.cmd_sn = cmd_sn_;
   p.bhs = MakeRequest(Opcode::kScsiCommand, flags, false);
+  p.bhs.set_u32(pdu::field::kExpStatSn, conn.exp_stat_sn);
   p.bhs.set_lun_field(pdu::EncodeLun(c.lun));
   p.bhs.set_itt(task.itt);
   p.bhs.set_u32(pdu::field::kEdtl, edtl);
@@ -76,11 +79,13 @@ void Session::Issue(Task& task) {
   task.io.write = c.write;
   task.issued = true;
   task.aborting = false;
+  task.connection = &conn;
+  ++conn.commands;
   ++in_flight_;
-  transport_->SendCommand(std::move(p), task.io);
+  conn.transport->SendCommand(std::move(p), task.io);
   if (unsolicited_end > immediate) {
-    transport_->SendDataOut(task.io, pdu::kReservedTag, immediate, unsolicited_end - immediate,
-                            exp_stat_sn_);
+    conn.transport->SendDataOut(task.io, pdu::kReservedTag, immediate, unsolicited_end - immediate,
+                                conn.exp_stat_sn);
   }
   absl::Duration timeout = c.timeout > absl::ZeroDuration() ? c.timeout : config_.command_timeout;
   task.deadline = absl::Now() + timeout;
@@ -95,7 +100,7 @@ void Session::Complete(uint32_t itt, absl::StatusOr<ScsiResult> result) {
   task->deadline = absl::InfiniteFuture();
   if (task->issued) {
     --in_flight_;
-    if (transport_) transport_->ReleaseTask(task->io);
+    if (task->connection != nullptr) task->connection->transport->ReleaseTask(task->io);
   } else {
     auto p = std::find(pending_.begin(), pending_.end(), task.get());
     if (p != pending_.end()) pending_.erase(p);
@@ -126,7 +131,6 @@ void Session::HandleDataIn(pdu::ReceivedPdu& pdu) {
     return ProtocolError("Data-In outside the command's read buffer");
   }
   if (!(b.flags() & pdu::kDataInFlagStatus)) return;
-  AckStatSn(b);
   ScsiResult r;
   r.status = b.byte(3);
   r.residual = b.u32(pdu::field::kResidual);
@@ -137,7 +141,6 @@ void Session::HandleDataIn(pdu::ReceivedPdu& pdu) {
 
 void Session::HandleScsiResponse(pdu::ReceivedPdu& pdu) {
   const Bhs& b = pdu.bhs;
-  AckStatSn(b);
   auto it = tasks_.find(b.itt());
   if (it == tasks_.end() || !it->second->issued) return;
   if (b.byte(2) != 0) {
@@ -159,7 +162,7 @@ void Session::HandleScsiResponse(pdu::ReceivedPdu& pdu) {
 
 void Session::HandleR2t(const Bhs& b) {
   auto it = tasks_.find(b.itt());
-  if (it == tasks_.end() || !it->second->issued) return;
+  if (it == tasks_.end() || !it->second->issued || it->second->connection == nullptr) return;
   Task& t = *it->second;
   uint64_t offset = b.u32(pdu::field::kBufferOffset);
   uint64_t len = b.u32(pdu::field::kDesiredLength);
@@ -167,8 +170,10 @@ void Session::HandleR2t(const Bhs& b) {
     return ProtocolError(absl::StrCat("R2T for [", offset, ", +", len, ") beyond a write of ",
                                       t.io.write.size(), " bytes"));
   }
-  transport_->SendDataOut(t.io, b.ttt(), static_cast<uint32_t>(offset), static_cast<uint32_t>(len),
-                          exp_stat_sn_);
+  // Allegiance: the Data-Out goes on the connection the command (and this R2T) used.
+  Connection& c = *t.connection;
+  c.transport->SendDataOut(t.io, b.ttt(), static_cast<uint32_t>(offset), static_cast<uint32_t>(len),
+                           c.exp_stat_sn);
 }
 
 void Session::ArmTimeoutSweep(absl::Duration timeout) {
@@ -227,6 +232,7 @@ void Session::RequeueIssued() {
     t.deadline = absl::InfiniteFuture();
     t.issued = false;
     t.aborting = false;
+    t.connection = nullptr;
     t.io.transport_private = nullptr;
     all.push_back(&t);
   }

@@ -33,8 +33,8 @@ TEST_F(InitiatorIo, RoundTripsOfManySizes) {
   // write needs several R2Ts and the read several Data-In sequences.
   uint64_t lba = 0;
   int seed = 1;
-  for (size_t bytes : {512ul, 4096ul, 8192ul + 512, 65536ul, 262144ul, 262144ul + 4096,
-                       1048576ul, 1048576ul + 512, 3145728ul}) {
+  for (size_t bytes : {512ul, 4096ul, 8192ul + 512, 65536ul, 262144ul, 262144ul + 4096, 1048576ul,
+                       1048576ul + 512, 3145728ul}) {
     std::vector<uint8_t> data = Pattern(bytes, seed++);
     ASSERT_TRUE(ini_->Write(lun_, lba, data).ok()) << bytes;
     // The target's store has exactly these bytes.
@@ -138,12 +138,13 @@ TEST_F(InitiatorIo, CapacityChangeIsNoticed) {
 TEST_F(InitiatorIo, LunResetAnswered) {
   absl::StatusOr<pdu::TmfResponse> rsp = absl::UnknownError("unset");
   ASSERT_TRUE(ini_->Wait([&](IoCallback done) {
-    ini_->session()->TaskManagement(pdu::TmfFunction::kLogicalUnitReset, 0, 0,
-                                    [&, done = std::move(done)](auto r) mutable {
-                                      rsp = r;
-                                      done(absl::OkStatus());
-                                    });
-  }).ok());
+                    ini_->session()->TaskManagement(pdu::TmfFunction::kLogicalUnitReset, 0, 0,
+                                                    [&, done = std::move(done)](auto r) mutable {
+                                                      rsp = r;
+                                                      done(absl::OkStatus());
+                                                    });
+                  })
+                  .ok());
   ASSERT_TRUE(rsp.ok()) << rsp.status();
   EXPECT_EQ(*rsp, pdu::TmfResponse::kComplete);
   // I/O continues after the reset (its unit attention is retried away).

@@ -108,40 +108,7 @@ TEST(InitiatorOverIser, ManyConcurrentCommandsStayWithinTheTargetsCredits) {
   cfg.initial_r2t = false;  // 64 KiB writes: immediate + 7 unsolicited Data-Out Sends each
   Connected c = ConnectTo(cfg);
   ASSERT_NE(c.lun, nullptr);
-  constexpr int kCount = 256;
-  constexpr size_t kBytes = 64 << 10;
-  std::vector<std::vector<uint8_t>> bufs;
-  for (int i = 0; i < kCount; ++i) bufs.push_back(Pattern(kBytes, 300 + i));
-  std::promise<void> all;
-  std::atomic<int> done{0}, failed{0};
-  c.ini->RunOnLoop([&] {
-    for (int i = 0; i < kCount; ++i) {
-      c.lun->Write(static_cast<uint64_t>(i) * (kBytes / 512), bufs[i], [&](absl::Status s) {
-        if (!s.ok()) ++failed;
-        if (++done == kCount) all.set_value();
-      });
-    }
-  });
-  ASSERT_EQ(all.get_future().wait_for(std::chrono::seconds(60)), std::future_status::ready);
-  EXPECT_EQ(failed, 0);
-  for (int i = 0; i < kCount; ++i) {
-    ASSERT_EQ(0, std::memcmp(target.store().data().data() + i * kBytes, bufs[i].data(), kBytes))
-        << i;
-  }
-  std::vector<std::vector<uint8_t>> back(kCount, std::vector<uint8_t>(kBytes));
-  std::promise<void> reads;
-  done = 0;
-  c.ini->RunOnLoop([&] {
-    for (int i = 0; i < kCount; ++i) {
-      c.lun->Read(static_cast<uint64_t>(i) * (kBytes / 512), back[i], [&](absl::Status s) {
-        if (!s.ok()) ++failed;
-        if (++done == kCount) reads.set_value();
-      });
-    }
-  });
-  ASSERT_EQ(reads.get_future().wait_for(std::chrono::seconds(60)), std::future_status::ready);
-  EXPECT_EQ(failed, 0);
-  for (int i = 0; i < kCount; ++i) ASSERT_EQ(back[i], bufs[i]) << i;
+  testing::ConcurrentWritesThenReads(target, c.ini.get(), c.lun, 256, 64 << 10, 300);
 }
 
 TEST(InitiatorOverIser, ConnectionKilledMidStreamLosesNoWrite) {
@@ -150,33 +117,15 @@ TEST(InitiatorOverIser, ConnectionKilledMidStreamLosesNoWrite) {
   cfg.reconnect_backoff_initial = absl::Milliseconds(20);
   Connected c = ConnectTo(cfg);
   ASSERT_NE(c.lun, nullptr);
-  constexpr int kTotal = 300;
-  constexpr size_t kBytes = 64 << 10;
-  std::vector<std::vector<uint8_t>> data;
-  for (int i = 0; i < kTotal; ++i) data.push_back(Pattern(kBytes, 9000 + i));
-  std::vector<int> completions(kTotal, 0);
-  std::atomic<int> acked{0}, failed{0};
-  std::promise<void> finished;
-  int next = 0;
-  std::function<void()> issue = [&] {
-    if (next >= kTotal) return;
-    int i = next++;
-    c.lun->Write(static_cast<uint64_t>(i) * (kBytes / 512), data[i], [&, i](absl::Status s) {
-      ++completions[i];
-      if (!s.ok()) ++failed;
-      issue();
-      if (++acked == kTotal) finished.set_value();
-    });
-  };
-  c.ini->RunOnLoop([&] {
-    for (int i = 0; i < 32; ++i) issue();
-  });
+  testing::WriteStream ws{c.ini.get(), c.lun};
+  ws.total = 300;
+  ws.Start();
   for (int kill = 1; kill <= 3; ++kill) {
-    while (acked < kill * kTotal / 4) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    while (ws.acked < kill * ws.total / 4)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
     target.DropConnections();
   }
-  ASSERT_EQ(finished.get_future().wait_for(std::chrono::seconds(60)), std::future_status::ready);
-  EXPECT_EQ(failed, 0);
+  ws.Verify();
   uint64_t reconnects = 0;
   std::string name;
   c.ini->RunOnLoop([&] {
@@ -185,13 +134,6 @@ TEST(InitiatorOverIser, ConnectionKilledMidStreamLosesNoWrite) {
   });
   EXPECT_GE(reconnects, 1u);
   EXPECT_EQ(name, "iser");
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  for (int i = 0; i < kTotal; ++i) ASSERT_EQ(completions[i], 1) << i;
-  for (int i = 0; i < kTotal; ++i) {
-    std::vector<uint8_t> back(kBytes);
-    ASSERT_TRUE(c.ini->Read(c.lun, static_cast<uint64_t>(i) * (kBytes / 512), back).ok());
-    ASSERT_EQ(back, data[i]) << i;
-  }
 }
 
 TEST(InitiatorOverIser, TcpAndIserSessionsShareOnePort) {

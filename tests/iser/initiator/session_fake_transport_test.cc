@@ -28,7 +28,9 @@ class FakeTransport : public InitiatorTransport {
   // destroys it. `aborted` outlives it.
   FakeTransport(login::OperationalParams offer, uint32_t window, FakeTransport** slot,
                 bool* aborted)
-      : aborted_(aborted), slot_(slot), window_(window),
+      : aborted_(aborted),
+        slot_(slot),
+        window_(window),
         negotiator_(MakeConfig(offer), /*leading=*/true) {}
   ~FakeTransport() override {
     if (*slot_ == this) *slot_ = nullptr;
@@ -279,7 +281,7 @@ TEST_F(SessionWire, WriteSendsImmediateUnsolicitedAndSolicitedData) {
   const Bhs& cmd = cmds[0].bhs;
   EXPECT_EQ(cmd.u32(pdu::field::kEdtl), data.size());
   EXPECT_TRUE(cmd.flags() & pdu::kCmdFlagWrite);
-  EXPECT_FALSE(cmd.final_bit());  // unsolicited Data-Out follows
+  EXPECT_FALSE(cmd.final_bit());          // unsolicited Data-Out follows
   ASSERT_EQ(cmds[0].data.size(), 8192u);  // immediate: min(FirstBurst, MaxRecvDSL)
   EXPECT_TRUE(std::equal(cmds[0].data.begin(), cmds[0].data.end(), data.begin()));
   auto outs = Sent(Opcode::kDataOut);
@@ -316,7 +318,7 @@ TEST_F(SessionWire, WriteSendsImmediateUnsolicitedAndSolicitedData) {
               reassembled.begin() + o.bhs.u32(pdu::field::kBufferOffset));
   }
   EXPECT_EQ(reassembled, data);
-  EXPECT_TRUE(outs[8].bhs.final_bit());   // end of the first R2T's sequence
+  EXPECT_TRUE(outs[8].bhs.final_bit());  // end of the first R2T's sequence
   EXPECT_FALSE(outs[7].bhs.final_bit());
   OnLoop([&] { fake_->Deliver(ScsiResponse(cmd.itt(), 0)); });
   ASSERT_TRUE(result.ok()) << result.status();

@@ -99,8 +99,8 @@ class Tgt {
   }
 
   int Adm(const std::string& args) {
-    std::string cmd = absl::StrCat("tgtadm -C ", control_port_, " --lld iscsi ", args,
-                                   " >/dev/null 2>&1");
+    std::string cmd =
+        absl::StrCat("tgtadm -C ", control_port_, " --lld iscsi ", args, " >/dev/null 2>&1");
     return std::system(cmd.c_str());
   }
 

@@ -4,11 +4,12 @@
 //   initiator-bench --portal HOST:PORT --target IQN [--lun N] [--qd 32] [--bs 4096]
 //                   [--rw randread|read|randwrite|write] [--seconds 5] [--span-mib N]
 //                   [--transport tcp|iser|auto] [--immediate-data yes|no]
-//                   [--initial-r2t yes|no] [--sessions N] [--cpu-pid PID]
-// (--connections N is accepted as another name for --sessions N, see below.)
+//                   [--initial-r2t yes|no] [--sessions N] [--connections N]
+//                   [--cpu-pid PID]
 // Prints two lines: "<rw> bs=<bs> qd=<qd>: <iops> IOPS <MB/s> MB/s <errors> errors" (what
 // bench_initiator.sh parses) and one machine-readable line of key=value pairs:
-//   RESULT transport=tcp sessions=1 ... iops= mbps= lat_mean_us= lat_p50_us= lat_p99_us=
+//   RESULT transport=tcp sessions=1 connections=1 ... iops= mbps= lat_mean_us= lat_p50_us=
+//   lat_p99_us=
 //          cpu_s= peer_cpu_s= host_busy_s= host_irq_s= ncpu= bytes=
 // cpu_s is this process's user+system time over the measured interval (getrusage, all
 // threads); peer_cpu_s is the same for --cpu-pid (the target, read from /proc at the same
@@ -17,9 +18,9 @@
 // steal), host_irq_s their irq + softirq time, ncpu the CPU count.
 //
 // --sessions N opens N independent sessions (each its own random ISID, its own loop
-// thread) to the same LUN and splits the queue depth over them. The session layer has no
-// multiple-connections-per-session support (SessionConfig has no MaxConnections), so
-// this is N sessions, not N connections of one session.
+// thread) to the same LUN and splits the queue depth over them. --connections N opens N
+// connections in each session (MC/S: one loop thread, commands round robin over the
+// connections); RESULT's connections= is what the target allowed (per session).
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -143,6 +144,7 @@ int main(int argc, char** argv) {
   double seconds = 5;
   uint64_t span_mib = 0;
   int sessions = 1;
+  int connections = 1;
   int cpu_pid = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i], v = argv[i + 1];
@@ -169,8 +171,10 @@ int main(int argc, char** argv) {
       ok = ParseYesNo(v, &config.immediate_data);
     else if (a == "--initial-r2t")
       ok = ParseYesNo(v, &config.initial_r2t);
-    else if (a == "--sessions" || a == "--connections")
+    else if (a == "--sessions")
       sessions = std::atoi(v.c_str());
+    else if (a == "--connections")
+      connections = std::atoi(v.c_str());
     else if (a == "--cpu-pid")
       cpu_pid = std::atoi(v.c_str());
     else {
@@ -182,11 +186,11 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if (qd < 1 || sessions < 1 || sessions > qd || bs == 0 || seconds <= 0 ||
+  if (qd < 1 || sessions < 1 || sessions > qd || connections < 1 || bs == 0 || seconds <= 0 ||
       (rw != "randread" && rw != "read" && rw != "randwrite" && rw != "write")) {
     std::fprintf(stderr,
-                 "initiator-bench: need qd >= sessions >= 1, bs > 0, seconds > 0 and --rw "
-                 "randread|read|randwrite|write\n");
+                 "initiator-bench: need qd >= sessions >= 1, connections >= 1, bs > 0, "
+                 "seconds > 0 and --rw randread|read|randwrite|write\n");
     return 2;
   }
   absl::StatusOr<iser::initiator::TransportFactory> factory = TransportFactoryFor(transport);
@@ -195,6 +199,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   config.transport_factory = *factory;
+  config.connections = static_cast<uint32_t>(connections);
 
   std::vector<std::unique_ptr<Worker>> workers;
   for (int i = 0; i < sessions; ++i) {
@@ -224,8 +229,15 @@ int main(int argc, char** argv) {
   }
   // What was negotiated, not what was asked for: the target may refuse either proposal,
   // and "auto" may have fallen back to TCP.
-  const iser::login::OperationalParams params = workers[0]->init->session()->params();
-  const std::string got_transport = workers[0]->init->session()->transport_name();
+  iser::login::OperationalParams params;
+  std::string got_transport;
+  size_t got_connections = 0;
+  workers[0]->init->RunOnLoop([&] {
+    const iser::initiator::Session* s = workers[0]->init->session();
+    params = s->params();
+    got_transport = s->transport_name();
+    got_connections = s->connection_count();
+  });
 
   uint64_t span = workers[0]->lun->capacity_bytes();
   if (span_mib > 0 && (span_mib << 20) < span) span = span_mib << 20;
@@ -315,16 +327,17 @@ int main(int argc, char** argv) {
   std::printf("%s bs=%u qd=%d: %.0f IOPS %.1f MB/s %llu errors\n", rw.c_str(), bs, qd, iops,
               bytes / el / 1e6, static_cast<unsigned long long>(errors));
   std::printf(
-      "RESULT transport=%s sessions=%d rw=%s bs=%u qd=%d immediate_data=%s initial_r2t=%s "
+      "RESULT transport=%s sessions=%d connections=%zu rw=%s bs=%u qd=%d immediate_data=%s "
+      "initial_r2t=%s "
       "ios=%llu errors=%llu seconds=%.3f iops=%.0f mbps=%.1f lat_mean_us=%.1f "
       "lat_p50_us=%.1f lat_p99_us=%.1f cpu_s=%.3f peer_cpu_s=%.3f host_busy_s=%.3f host_irq_s=%.3f "
       "ncpu=%ld "
       "bytes=%llu\n",
-      got_transport.c_str(), sessions, rw.c_str(), bs, qd, params.immediate_data ? "yes" : "no",
-      params.initial_r2t ? "yes" : "no", static_cast<unsigned long long>(ios),
-      static_cast<unsigned long long>(errors), el, iops, bytes / el / 1e6, mean_us, pct(0.50),
-      pct(0.99), cpu, peer_cpu, host, host_irq, sysconf(_SC_NPROCESSORS_ONLN),
-      static_cast<unsigned long long>(bytes));
+      got_transport.c_str(), sessions, got_connections, rw.c_str(), bs, qd,
+      params.immediate_data ? "yes" : "no", params.initial_r2t ? "yes" : "no",
+      static_cast<unsigned long long>(ios), static_cast<unsigned long long>(errors), el, iops,
+      bytes / el / 1e6, mean_us, pct(0.50), pct(0.99), cpu, peer_cpu, host, host_irq,
+      sysconf(_SC_NPROCESSORS_ONLN), static_cast<unsigned long long>(bytes));
   std::fflush(stdout);
   return errors == 0 ? 0 : 1;
 }

@@ -5,12 +5,13 @@
 # --transport any). The initiator is initiator-bench (LunHandle, no block device).
 #
 # Rows: 4 KiB random read/write at QD 1, 32, 128 and 128 KiB sequential read/write at
-# QD32; with 1 and 2 sessions; writes with (ImmediateData=Yes, InitialR2T=No) and
-# (ImmediateData=No, InitialR2T=Yes). Reads run once per row: the two keys only govern
-# how write data leaves the initiator (RFC 7143 sec 13.10-13.11), a read sends none, so
-# their column says "-". "sessions" is N independent sessions (own ISIDs, own initiator
-# loop threads) over which the queue depth is split: the initiator has no multiple
-# connections per session. QD1 has no 2-session row (one session would sit idle).
+# QD32; with 1 and 2 connections per session; writes with (ImmediateData=Yes,
+# InitialR2T=No) and (ImmediateData=No, InitialR2T=Yes). Reads run once per row: the two
+# keys only govern how write data leaves the initiator (RFC 7143 sec 13.10-13.11), a read
+# sends none, so their column says "-". "conns" is the connections of the one session
+# (MC/S, MaxConnections=2; commands go out round robin from one initiator loop thread;
+# the run fails if the target allowed fewer). QD1 has no 2-connection row (one would sit
+# idle).
 # For each row the TCP and iSER cells run back to back (alternating which goes first),
 # so both see the same machine load; --rounds N repeats the whole list and prints medians.
 #
@@ -126,14 +127,14 @@ for tr in $TRANSPORTS; do
 done
 [[ ${#AVAIL[@]} -gt 0 ]] || { echo "no transport works" >&2; exit 1; }
 
-# Cells: "rw bs qd setting sessions". setting: imm (ImmediateData=Yes, InitialR2T=No),
+# Cells: "rw bs qd setting conns". setting: imm (ImmediateData=Yes, InitialR2T=No),
 # r2t (ImmediateData=No, InitialR2T=Yes), or - for reads (run with the defaults, imm).
 CELLS=()
 if [[ $SMOKE == 1 ]]; then
   CELLS=("randread 4096 32 - 1" "randwrite 4096 32 imm 1" "randwrite 4096 32 r2t 1"
          "write 131072 32 r2t 2" "read 131072 32 - 2")
 else
-  for s in 1 2; do
+  for s in 1 2; do  # connections per session
     for qd in 1 32 128; do
       [[ $s == 2 && $qd == 1 ]] && continue
       CELLS+=("randread 4096 $qd - $s" "randwrite 4096 $qd imm $s" "randwrite 4096 $qd r2t $s")
@@ -145,8 +146,8 @@ log "${#CELLS[@]} rows x ${#AVAIL[@]} transports x ${SECS} s x $ROUNDS rounds"
 n=0
 for ((round = 1; round <= ROUNDS; round++)); do
 for cell in "${CELLS[@]}"; do
-  read -r rw bs qd setting sessions <<<"$cell"
-  args=(--rw "$rw" --bs "$bs" --qd "$qd" --sessions "$sessions")
+  read -r rw bs qd setting conns <<<"$cell"
+  args=(--rw "$rw" --bs "$bs" --qd "$qd" --connections "$conns")
   case $setting in
     r2t) args+=(--immediate-data no --initial-r2t yes) ;;
     *) args+=(--immediate-data yes --initial-r2t no) ;;
@@ -154,7 +155,7 @@ for cell in "${CELLS[@]}"; do
   order=("${AVAIL[@]}")
   if ((n % 2 == 1)) && ((${#AVAIL[@]} == 2)); then order=("${AVAIL[1]}" "${AVAIL[0]}"); fi
   for tr in "${order[@]}"; do
-    run "$rw:$bs:$qd:$setting:$sessions:$round" "$tr" "${args[@]}"
+    run "$rw:$bs:$qd:$setting:$conns:$round" "$tr" "${args[@]}"
   done
   n=$((n + 1))
 done
@@ -180,10 +181,13 @@ for line in open(path):
     runs[label].setdefault(d["transport"], {})[rnd] = d
 problems = []
 for label, per in runs.items():
-    rw, bs, qd, setting, sessions = label.split(":")
+    rw, bs, qd, setting, conns = label.split(":")
     for tr, d in ((tr, d) for tr, by_round in per.items() for d in by_round.values()):
         if int(d["errors"]) or not int(d["ios"]):
             problems.append(f"{label} {tr}: {d['ios']} I/Os, {d['errors']} errors")
+        if d.get("connections") != conns:
+            problems.append(f"{label} {tr}: the session had {d.get('connections')} "
+                            f"connections, asked for {conns}")
         want = {"r2t": ("no", "yes")}.get(setting, ("yes", "no"))
         if (d["immediate_data"], d["initial_r2t"]) != want:
             problems.append(f"{label} {tr}: negotiated ImmediateData={d['immediate_data']} "
@@ -211,12 +215,12 @@ print(f"iSER (software iWARP) vs iSCSI/TCP, loopback, one iser-target, one {size
       (f", median of {rounds} rounds (each column on its own; iSER/TCP = median of the "
        f"per-round ratios)" if rounds != "1" else ""))
 print()
-print("| workload | QD | ImmData/InitR2T | sessions | transport | MB/s | IOPS | mean us | "
+print("| workload | QD | ImmData/InitR2T | conns | transport | MB/s | IOPS | mean us | "
       "p99 us | init CPU s/GB | target CPU s/GB | iSER/TCP | others |")
 print("|---|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 others, irq = [], []
 for label in order:
-    rw, bs, qd, setting, sessions = label.split(":")
+    rw, bs, qd, setting, conns = label.split(":")
     per = runs[label]
     for tr in ("iser", "tcp"):
         if tr not in per:
@@ -230,7 +234,7 @@ for label in order:
             tcp = {r: float(d["mbps"]) for r, d in per["tcp"].items()}
             rr = [x["mbps"] / tcp[r] for r, x in rs.items() if tcp.get(r)]
             ratio = f"{med(rr):.2f}" if rr else ""
-        print(f"| {name[rw]} | {qd} | {setting_name[setting]} | {sessions} | "
+        print(f"| {name[rw]} | {qd} | {setting_name[setting]} | {conns} | "
               f"{'iSER' if tr == 'iser' else 'TCP'} | {m['mbps']:,.1f} | {m['iops']:,.0f} | "
               f"{m['mean']:.1f} | {m['p99']:.1f} | {m['icpu']:.2f} | {m['tcpu']:.2f} | "
               f"{ratio} | {m['others']:.0f}% |")

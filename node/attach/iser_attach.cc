@@ -4,12 +4,13 @@
 //   iser-attach --portal 127.0.0.1:3260 --target IQN --lun 0
 //               [--chap-user U --chap-secret S] [--mutual-chap-user U --mutual-chap-secret S]
 //               [--transport iser|tcp|auto] [--state-dir DIR] [--log-file FILE] [--foreground]
-//               [--replacement-timeout SECS] [--verbose]
+//               [--replacement-timeout SECS] [--connections N] [--verbose]
 //     Logs in, attaches the LUN, exposes it and prints the device path as its last line
 //     once the device is ready. A background child keeps serving it (the parent exits 0
 //     after the child reported the path); the attachment is recorded in the state dir.
 //     --transport auto (the default) tries iSER and falls back to iSCSI/TCP; the line
-//     before the device path says which transport the session got.
+//     before the device path says which transport the session got. --connections N
+//     (1-8, default 1) opens N connections in the session (MC/S) if the target allows.
 //   iser-attach --list [--state-dir DIR]
 //   iser-attach --detach DEVICE [--state-dir DIR] [--timeout SECS]
 //     Signals the serving process, which flushes, removes the device, unmounts FUSE,
@@ -51,7 +52,8 @@ constexpr char kUsage[] =
     "                   [--chap-user U --chap-secret S]\n"
     "                   [--mutual-chap-user U --mutual-chap-secret S]\n"
     "                   [--transport iser|tcp|auto] [--state-dir DIR] [--log-file FILE]\n"
-    "                   [--foreground] [--replacement-timeout SECS] [--verbose]\n"
+    "                   [--foreground] [--replacement-timeout SECS] [--connections N]\n"
+    "                   [--verbose]\n"
     "       iser-attach --list [--state-dir DIR]\n"
     "       iser-attach --detach DEVICE [--state-dir DIR] [--timeout SECS] [--force]\n";
 
@@ -68,6 +70,7 @@ struct Flags {
   bool foreground = false;
   bool verbose = false;
   int replacement_timeout_s = 120;
+  int connections = 1;
   int timeout_s = 60;
   bool force = false;
 };
@@ -119,6 +122,9 @@ Flags ParseFlags(int argc, char** argv) {
       f.verbose = true;
     } else if (a == "--replacement-timeout") {
       f.replacement_timeout_s = static_cast<int>(number());
+    } else if (a == "--connections") {
+      f.connections = static_cast<int>(number());
+      if (f.connections < 1 || f.connections > 8) Die(2, "--connections: want 1 to 8");
     } else if (a == "--timeout") {
       f.timeout_s = static_cast<int>(number());
     } else if (a == "--force") {
@@ -252,6 +258,7 @@ int Serve(const Flags& f, int report_fd) {
   config.chap = {f.chap_user, f.chap_secret};
   config.mutual_chap = {f.mutual_user, f.mutual_secret};
   config.replacement_timeout = absl::Seconds(f.replacement_timeout_s);
+  config.connections = static_cast<uint32_t>(f.connections);
   config.transport_factory =
       transport::InitiatorTransportFactory(*transport::ParseTransportChoice(f.transport));
   absl::StatusOr<std::unique_ptr<initiator::SyncInitiator>> init =

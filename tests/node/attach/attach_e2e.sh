@@ -2,7 +2,7 @@
 # End-to-end tests of iser-attach (built-in initiator + fuse_loop) against a real target.
 #
 #   attach_e2e.sh --attach BIN --target-bin BIN --case CASE [--peer iser-target|tgt]
-#                 [--transport iser|tcp|auto]
+#                 [--transport iser|tcp|auto] [--connections N]
 #
 # --transport is passed to every attach and the attachment must report the transport
 # it asked for (auto: iser against iser-target, tcp against tgt, which has no iSER).
@@ -25,10 +25,11 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../../../scripts/lib/iscsi-peers.sh
 source "$HERE/../../../scripts/lib/iscsi-peers.sh"
 
-ATTACH= TARGET_BIN= CASE= PEER=iser-target TRANSPORT=auto
+ATTACH= TARGET_BIN= CASE= PEER=iser-target TRANSPORT=auto CONNECTIONS=1
 while [[ $# -gt 0 ]]; do
   case $1 in
     --transport) TRANSPORT=$2; shift 2 ;;
+    --connections) CONNECTIONS=$2; shift 2 ;;
     --attach) ATTACH=$2; shift 2 ;;
     --target-bin) TARGET_BIN=$2; shift 2 ;;
     --case) CASE=$2; shift 2 ;;
@@ -117,12 +118,17 @@ expected_transport() {
 attach() {   # prints the device path; extra args are passed through
   local out got want
   out=$("$ATTACH" --state-dir "$STATE" --log-file "$WORK/iser-attach.log" --verbose \
-    --portal "127.0.0.1:$PORT" --target "$IQN" --lun "$LUN" --transport "$TRANSPORT" "$@") ||
-    return 1
+    --portal "127.0.0.1:$PORT" --target "$IQN" --lun "$LUN" --transport "$TRANSPORT" \
+    --connections "$CONNECTIONS" "$@") || return 1
   got=$(sed -n 's/^transport: //p' <<<"$out")
   want=$(expected_transport)
   [[ $got == "$want" ]] || { echo "attach reported transport '$got', want '$want'" >&2; return 1; }
   echo "attach: --transport $TRANSPORT got $got" >&2
+  if ((CONNECTIONS > 1)); then
+    grep -q "($CONNECTIONS connections)" "$WORK/iser-attach.log" ||
+      { echo "the session did not get $CONNECTIONS connections" >&2; return 1; }
+    echo "attach: $CONNECTIONS connections in the session" >&2
+  fi
   tail -1 <<<"$out"
 }
 

@@ -5,7 +5,7 @@
 //                   [--rw randread|read|randwrite|write] [--seconds 5] [--span-mib N]
 //                   [--transport tcp|iser|auto] [--immediate-data yes|no]
 //                   [--initial-r2t yes|no] [--sessions N] [--connections N]
-//                   [--cpu-pid PID]
+//                   [--mpa-crc yes|no] [--cpu-pid PID]
 // Prints two lines: "<rw> bs=<bs> qd=<qd>: <iops> IOPS <MB/s> MB/s <errors> errors" (what
 // bench_initiator.sh parses) and one machine-readable line of key=value pairs:
 //   RESULT transport=tcp sessions=1 connections=1 ... iops= mbps= lat_mean_us= lat_p50_us=
@@ -48,11 +48,14 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 // The one place that maps --transport to a factory (the same words as iser-attach).
-absl::StatusOr<iser::initiator::TransportFactory> TransportFactoryFor(const std::string& name) {
+absl::StatusOr<iser::initiator::TransportFactory> TransportFactoryFor(const std::string& name,
+                                                                      bool mpa_crc) {
   absl::StatusOr<iser::transport::TransportChoice> choice =
       iser::transport::ParseTransportChoice(name);
   if (!choice.ok()) return choice.status();
-  return iser::transport::InitiatorTransportFactory(*choice);
+  iser::transport::TransportSelectOptions options;
+  options.iser.softiwarp.crc = mpa_crc;
+  return iser::transport::InitiatorTransportFactory(*choice, options);
 }
 
 bool ParseYesNo(const std::string& v, bool* out) {
@@ -145,6 +148,7 @@ int main(int argc, char** argv) {
   uint64_t span_mib = 0;
   int sessions = 1;
   int connections = 1;
+  bool mpa_crc = true;
   int cpu_pid = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i], v = argv[i + 1];
@@ -175,6 +179,8 @@ int main(int argc, char** argv) {
       sessions = std::atoi(v.c_str());
     else if (a == "--connections")
       connections = std::atoi(v.c_str());
+    else if (a == "--mpa-crc")
+      ok = ParseYesNo(v, &mpa_crc);
     else if (a == "--cpu-pid")
       cpu_pid = std::atoi(v.c_str());
     else {
@@ -193,7 +199,8 @@ int main(int argc, char** argv) {
                  "seconds > 0 and --rw randread|read|randwrite|write\n");
     return 2;
   }
-  absl::StatusOr<iser::initiator::TransportFactory> factory = TransportFactoryFor(transport);
+  absl::StatusOr<iser::initiator::TransportFactory> factory =
+      TransportFactoryFor(transport, mpa_crc);
   if (!factory.ok()) {
     std::fprintf(stderr, "initiator-bench: %s\n", factory.status().ToString().c_str());
     return 2;

@@ -11,7 +11,10 @@
 # sends none, so their column says "-". "conns" is the connections of the one session
 # (MC/S, MaxConnections=2; commands go out round robin from one initiator loop thread;
 # the run fails if the target allowed fewer). QD1 has no 2-connection row (one would sit
-# idle).
+# idle). MPA CRC32C (RFC 5044) is on in every row but the last four, which repeat
+# 4 KiB random read and the 128 KiB rows with it off at both ends (iser-target --mpa-crc
+# no, initiator-bench --mpa-crc no, as Linux siw runs by default): iSCSI/TCP here runs
+# without digests, so those rows compare the same integrity checking (TCP's checksum).
 # For each row the TCP and iSER cells run back to back (alternating which goes first),
 # so both see the same machine load; --rounds N repeats the whole list and prints medians.
 #
@@ -50,7 +53,7 @@ while [[ $# -gt 0 ]]; do
     --transports) TRANSPORTS=$2; shift ;;
     --smoke) SMOKE=1 ;;
     --keep-results) KEEP=$2; shift ;;
-    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -86,9 +89,20 @@ LUNFILE=$SHM/lun.img
 PORT=$(free_port)
 log "filling a ${SIZE_MIB} MiB LUN file in /dev/shm"
 dd if=/dev/urandom of="$LUNFILE" bs=1M count="$SIZE_MIB" status=none
-iser_target_start "$TARGET_BIN" "$WORK" "$PORT" "$IQN" "$LUNFILE" "${SIZE_MIB}M" \
-  --transport any --log-level warning
-log "iser-target pid $ISER_TARGET_PID on 127.0.0.1:$PORT (--transport any)"
+TARGET_CRC=
+# use_target yes|no: make sure iser-target runs with --mpa-crc $1 (restarts it if not).
+use_target() {
+  [[ $TARGET_CRC == "$1" ]] && return 0
+  if [[ -n $ISER_TARGET_PID ]]; then
+    iser_target_stop || { echo "iser-target exited with an error after SIGTERM" >&2; exit 1; }
+  fi
+  PORT=$(free_port)
+  iser_target_start "$TARGET_BIN" "$WORK" "$PORT" "$IQN" "$LUNFILE" "${SIZE_MIB}M" \
+    --transport any --log-level warning --mpa-crc "$1"
+  TARGET_CRC=$1
+  log "iser-target pid $ISER_TARGET_PID on 127.0.0.1:$PORT (--transport any --mpa-crc $1)"
+}
+use_target yes
 
 RESULTS=$WORK/results.txt
 : >"$RESULTS"
@@ -127,27 +141,31 @@ for tr in $TRANSPORTS; do
 done
 [[ ${#AVAIL[@]} -gt 0 ]] || { echo "no transport works" >&2; exit 1; }
 
-# Cells: "rw bs qd setting conns". setting: imm (ImmediateData=Yes, InitialR2T=No),
+# Cells: "rw bs qd setting conns crc". setting: imm (ImmediateData=Yes, InitialR2T=No),
 # r2t (ImmediateData=No, InitialR2T=Yes), or - for reads (run with the defaults, imm).
 CELLS=()
 if [[ $SMOKE == 1 ]]; then
-  CELLS=("randread 4096 32 - 1" "randwrite 4096 32 imm 1" "randwrite 4096 32 r2t 1"
-         "write 131072 32 r2t 2" "read 131072 32 - 2")
+  CELLS=("randread 4096 32 - 1 yes" "randwrite 4096 32 imm 1 yes" "randwrite 4096 32 r2t 1 yes"
+         "write 131072 32 r2t 2 yes" "read 131072 32 - 2 yes" "read 131072 32 - 1 no")
 else
   for s in 1 2; do  # connections per session
     for qd in 1 32 128; do
       [[ $s == 2 && $qd == 1 ]] && continue
-      CELLS+=("randread 4096 $qd - $s" "randwrite 4096 $qd imm $s" "randwrite 4096 $qd r2t $s")
+      CELLS+=("randread 4096 $qd - $s yes" "randwrite 4096 $qd imm $s yes"
+              "randwrite 4096 $qd r2t $s yes")
     done
-    CELLS+=("read 131072 32 - $s" "write 131072 32 imm $s" "write 131072 32 r2t $s")
+    CELLS+=("read 131072 32 - $s yes" "write 131072 32 imm $s yes" "write 131072 32 r2t $s yes")
   done
+  CELLS+=("randread 4096 32 - 1 no" "read 131072 32 - 1 no" "write 131072 32 imm 1 no"
+          "write 131072 32 r2t 1 no")
 fi
 log "${#CELLS[@]} rows x ${#AVAIL[@]} transports x ${SECS} s x $ROUNDS rounds"
 n=0
 for ((round = 1; round <= ROUNDS; round++)); do
 for cell in "${CELLS[@]}"; do
-  read -r rw bs qd setting conns <<<"$cell"
-  args=(--rw "$rw" --bs "$bs" --qd "$qd" --connections "$conns")
+  read -r rw bs qd setting conns crc <<<"$cell"
+  use_target "$crc"
+  args=(--rw "$rw" --bs "$bs" --qd "$qd" --connections "$conns" --mpa-crc "$crc")
   case $setting in
     r2t) args+=(--immediate-data no --initial-r2t yes) ;;
     *) args+=(--immediate-data yes --initial-r2t no) ;;
@@ -155,7 +173,7 @@ for cell in "${CELLS[@]}"; do
   order=("${AVAIL[@]}")
   if ((n % 2 == 1)) && ((${#AVAIL[@]} == 2)); then order=("${AVAIL[1]}" "${AVAIL[0]}"); fi
   for tr in "${order[@]}"; do
-    run "$rw:$bs:$qd:$setting:$conns:$round" "$tr" "${args[@]}"
+    run "$rw:$bs:$qd:$setting:$conns:$crc:$round" "$tr" "${args[@]}"
   done
   n=$((n + 1))
 done
@@ -181,7 +199,7 @@ for line in open(path):
     runs[label].setdefault(d["transport"], {})[rnd] = d
 problems = []
 for label, per in runs.items():
-    rw, bs, qd, setting, conns = label.split(":")
+    rw, bs, qd, setting, conns, crc = label.split(":")
     for tr, d in ((tr, d) for tr, by_round in per.items() for d in by_round.values()):
         if int(d["errors"]) or not int(d["ios"]):
             problems.append(f"{label} {tr}: {d['ios']} I/Os, {d['errors']} errors")
@@ -215,12 +233,12 @@ print(f"iSER (software iWARP) vs iSCSI/TCP, loopback, one iser-target, one {size
       (f", median of {rounds} rounds (each column on its own; iSER/TCP = median of the "
        f"per-round ratios)" if rounds != "1" else ""))
 print()
-print("| workload | QD | ImmData/InitR2T | conns | transport | MB/s | IOPS | mean us | "
+print("| workload | QD | ImmData/InitR2T | conns | MPA CRC | transport | MB/s | IOPS | mean us | "
       "p99 us | init CPU s/GB | target CPU s/GB | iSER/TCP | others |")
-print("|---|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+print("|---|---:|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 others, irq = [], []
 for label in order:
-    rw, bs, qd, setting, conns = label.split(":")
+    rw, bs, qd, setting, conns, crc = label.split(":")
     per = runs[label]
     for tr in ("iser", "tcp"):
         if tr not in per:
@@ -235,6 +253,7 @@ for label in order:
             rr = [x["mbps"] / tcp[r] for r, x in rs.items() if tcp.get(r)]
             ratio = f"{med(rr):.2f}" if rr else ""
         print(f"| {name[rw]} | {qd} | {setting_name[setting]} | {conns} | "
+              f"{(crc if tr == 'iser' else '-')} | "
               f"{'iSER' if tr == 'iser' else 'TCP'} | {m['mbps']:,.1f} | {m['iops']:,.0f} | "
               f"{m['mean']:.1f} | {m['p99']:.1f} | {m['icpu']:.2f} | {m['tcpu']:.2f} | "
               f"{ratio} | {m['others']:.0f}% |")

@@ -17,6 +17,8 @@ const char* DaemonUsage() {
   --listen ADDR:PORT        portal to listen on (repeatable; default 0.0.0.0:3260)
   --transport tcp|iser|any  what the portals serve: iSCSI/TCP, iSER over software
                             iWARP, or both on the same port (default any)
+  --mpa-crc yes|no          iSER: want CRC32C on every MPA FPDU (default yes, RFC 5044);
+                            no: CRC only when the initiator asks for it (as Linux siw)
   --target IQN              add a target node; the options below apply to the last one
   --alias NAME              TargetAlias
   --lun FILE                add a LUN backed by a sparse file (numbered from 0 in order)
@@ -111,6 +113,7 @@ absl::Status Parser::Apply(absl::string_view name,
                                            "read-only",
                                            "listen",
                                            "transport",
+                                           "mpa-crc",
                                            "target",
                                            "alias",
                                            "lun",
@@ -149,6 +152,10 @@ absl::Status Parser::Apply(absl::string_view name,
       return absl::InvalidArgumentError(
           absl::StrCat("--transport '", val, "': want tcp, iser or any"));
     flags.transport = val;
+  } else if (name == "mpa-crc") {
+    if (val != "yes" && val != "no")
+      return absl::InvalidArgumentError(absl::StrCat("--mpa-crc '", val, "': want yes or no"));
+    flags.mpa_crc = val == "yes";
   } else if (name == "target") {
     if (!LooksLikeIscsiName(val))
       return absl::InvalidArgumentError(

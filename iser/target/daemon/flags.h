@@ -35,6 +35,9 @@ struct DaemonFlags {
   // Which transports the portals serve: "tcp", "iser" (software iWARP) or "any" (both
   // on one port, told apart by a connection's first bytes).
   std::string transport = "any";
+  // MPA CRC32C (RFC 5044 sec 4.4): on by default; off only by this explicit choice, and
+  // then still on when the initiator asks for it.
+  bool mpa_crc = true;
   std::vector<TargetFlags> targets;
   uint32_t queue_depth = 128;
   LogLevel log_level = LogLevel::kInfo;

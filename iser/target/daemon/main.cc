@@ -72,6 +72,7 @@ int Run(int argc, char** argv) {
   for (const std::string& addr : flags->listen) {
     iser_transport::PortalOptions po;
     po.transport = *transport;
+    po.softiwarp.crc = flags->mpa_crc;
     auto l = iser_transport::Portal::Create(loop.get(), &target, addr, po);
     if (!l.ok()) return Fail(l.status(), 1);
     portals.push_back({(*l)->address(), options.target_portal_group_tag});

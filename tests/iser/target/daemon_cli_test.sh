@@ -36,6 +36,7 @@ expect_error 2 "missing value" --target
 expect_error 2 "lun before target" --lun "$WORK/x.img"
 expect_error 2 "bad size" --target $IQN --lun "$WORK/x.img" --size 12Q
 expect_error 2 "bad iqn" --target not-an-iqn
+expect_error 2 "bad --mpa-crc" --mpa-crc maybe --target $IQN
 expect_error 2 "no target" --listen 127.0.0.1:0
 expect_error 1 "missing file without size" --listen 127.0.0.1:0 --target $IQN --lun "$WORK/missing.img"
 mkdir -p "$WORK/dir.img"

@@ -66,13 +66,15 @@ absl::Status Connection::CheckHeader(const Bhs& bhs) {
   return absl::OkStatus();
 }
 
-void Connection::OnPduReceived(pdu::ReceivedPdu pdu) {
+void Connection::OnPduReceived(pdu::ReceivedPdu pdu) { OnPduReceived(std::move(pdu), IoBuffer()); }
+
+void Connection::OnPduReceived(pdu::ReceivedPdu pdu, IoBuffer data_buffer) {
   if (phase_ == Phase::kClosing || phase_ == Phase::kClosed) return;
   last_activity_ = absl::Now();
   if (phase_ == Phase::kLogin) {
     HandleLoginPdu(std::move(pdu));
   } else {
-    HandleFfpPdu(std::move(pdu));
+    HandleFfpPdu(std::move(pdu), std::move(data_buffer));
   }
 }
 
@@ -329,7 +331,7 @@ void Connection::DetachFromSession() { session_ = nullptr; }
 
 // ---------------------------------------------------------------------- full feature
 
-void Connection::HandleFfpPdu(pdu::ReceivedPdu pdu) {
+void Connection::HandleFfpPdu(pdu::ReceivedPdu pdu, IoBuffer data_buffer) {
   if (!pdu.data_digest_ok) {
     // The data can't be trusted but the header can: Reject and carry on (the initiator
     // retries or fails the command).
@@ -346,15 +348,15 @@ void Connection::HandleFfpPdu(pdu::ReceivedPdu pdu) {
     case Opcode::kTaskMgmtRequest:
     case Opcode::kTextRequest:
     case Opcode::kLogoutRequest:
-      if (!CheckCmdSn(pdu)) return;
-      Dispatch(std::move(pdu));
+      if (!CheckCmdSn(pdu, data_buffer)) return;
+      Dispatch(std::move(pdu), std::move(data_buffer));
       // Commands that arrived early on other connections may now be in order.
       while (session_ && !session_->reorder.empty() &&
              session_->reorder.begin()->first == session_->exp_cmd_sn) {
         auto node = session_->reorder.extract(session_->reorder.begin());
         session_->exp_cmd_sn++;
         Connection* conn = node.mapped().conn;
-        conn->Dispatch(std::move(node.mapped().pdu));
+        conn->Dispatch(std::move(node.mapped().pdu), std::move(node.mapped().data_buffer));
         for (pdu::ReceivedPdu& data : node.mapped().data_out) conn->HandleDataOut(std::move(data));
       }
       return;
@@ -371,7 +373,7 @@ void Connection::HandleFfpPdu(pdu::ReceivedPdu pdu) {
   }
 }
 
-bool Connection::CheckCmdSn(pdu::ReceivedPdu& pdu) {
+bool Connection::CheckCmdSn(pdu::ReceivedPdu& pdu, IoBuffer& data_buffer) {
   if (session_ == nullptr) return false;
   if (pdu.bhs.immediate()) return true;  // immediate PDUs carry but do not consume CmdSN
   uint32_t sn = pdu.bhs.cmd_sn();
@@ -381,8 +383,10 @@ bool Connection::CheckCmdSn(pdu::ReceivedPdu& pdu) {
   }
   if (pdu::SnLess(session_->exp_cmd_sn, sn) && pdu::SnLessEq(sn, session_->max_cmd_sn())) {
     // Ahead of a gap (another connection's command is still on its way): hold it.
-    // Moving keeps `data` valid: it points into the vector's heap block.
-    session_->reorder.try_emplace(sn, Session::Pending{this, std::move(pdu)});
+    // Moving keeps `data` valid: it points into the vector's heap block or into
+    // `data_buffer`, whose memory does not move with it.
+    session_->reorder.try_emplace(sn,
+                                  Session::Pending{this, std::move(pdu), std::move(data_buffer)});
     return false;
   }
   // Outside the window: silently ignored (RFC 7143 sec 3.2.2.1).
@@ -409,7 +413,7 @@ bool Connection::HoldDataOutOfHeldCommand(pdu::ReceivedPdu& pdu) {
   return false;
 }
 
-void Connection::Dispatch(pdu::ReceivedPdu pdu) {
+void Connection::Dispatch(pdu::ReceivedPdu pdu, IoBuffer data_buffer) {
   if (phase_ != Phase::kFullFeature || session_ == nullptr) return;
   if (session_->type == login::SessionType::kDiscovery) {
     // Discovery sessions carry only Text, Logout and NOP (RFC 7143 sec 4.3).
@@ -421,7 +425,7 @@ void Connection::Dispatch(pdu::ReceivedPdu pdu) {
   }
   switch (pdu.bhs.opcode()) {
     case Opcode::kScsiCommand:
-      HandleScsiCommand(std::move(pdu));
+      HandleScsiCommand(std::move(pdu), std::move(data_buffer));
       break;
     case Opcode::kNopOut:
       HandleNopOut(std::move(pdu));

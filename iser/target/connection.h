@@ -31,6 +31,7 @@ class Connection : public TransportEvents {
 
   // TransportEvents
   void OnPduReceived(pdu::ReceivedPdu pdu) override;
+  void OnPduReceived(pdu::ReceivedPdu pdu, IoBuffer data_buffer) override;
   std::span<uint8_t> PlaceData(const pdu::Bhs& bhs) override;
   absl::Status CheckHeader(const pdu::Bhs& bhs) override;
   void OnTransportClosed(const absl::Status& why) override;
@@ -70,10 +71,11 @@ class Connection : public TransportEvents {
   bool CompleteLogin(const pdu::Bhs& req);
 
   // Full feature phase
-  void HandleFfpPdu(pdu::ReceivedPdu pdu);
-  bool CheckCmdSn(pdu::ReceivedPdu& pdu);  // false: drop/queued
-  void Dispatch(pdu::ReceivedPdu pdu);
-  void HandleScsiCommand(pdu::ReceivedPdu pdu);
+  // `data_buffer`: the transport's buffer holding pdu.data, if it handed one over.
+  void HandleFfpPdu(pdu::ReceivedPdu pdu, IoBuffer data_buffer);
+  bool CheckCmdSn(pdu::ReceivedPdu& pdu, IoBuffer& data_buffer);  // false: drop/queued
+  void Dispatch(pdu::ReceivedPdu pdu, IoBuffer data_buffer);
+  void HandleScsiCommand(pdu::ReceivedPdu pdu, IoBuffer data_buffer);
   void HandleDataOut(pdu::ReceivedPdu pdu);
   bool HoldDataOutOfHeldCommand(pdu::ReceivedPdu& pdu);  // true: kept for later
   void HandleNopOut(pdu::ReceivedPdu pdu);

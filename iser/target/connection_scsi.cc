@@ -38,7 +38,7 @@ constexpr uint8_t kDataOffsetError = 0x05;
 
 }  // namespace
 
-void Connection::HandleScsiCommand(pdu::ReceivedPdu pdu) {
+void Connection::HandleScsiCommand(pdu::ReceivedPdu pdu, IoBuffer data_buffer) {
   const Bhs& bhs = pdu.bhs;
   const auto& p = session_->params;
   uint32_t itt = bhs.itt();
@@ -89,13 +89,21 @@ void Connection::HandleScsiCommand(pdu::ReceivedPdu pdu) {
     SendCheckCondition(itt, scsi::FixedSense(kIllegalRequest, 0x24, 0x00));
     return;
   }
-  if ((t->read || t->write) && edtl > 0) t->buffer = IoBuffer::Allocate(edtl);
+  if (t->write && immediate_len > 0 && pdu.data.data() == data_buffer.data() &&
+      edtl <= data_buffer.size()) {
+    // The transport's receive buffer starts with the immediate data and can hold all of
+    // EDTL: it becomes the task buffer (no copy; later data is placed behind it).
+    t->buffer = std::move(data_buffer);
+  } else if ((t->read || t->write) && edtl > 0) {
+    t->buffer = IoBuffer::Allocate(edtl);
+  }
 
   if (!t->write) {
     ExecuteTask(t);
     return;
   }
-  if (immediate_len > 0) std::memcpy(t->buffer.data(), pdu.data.data(), immediate_len);
+  if (immediate_len > 0 && t->buffer.data() != pdu.data.data())
+    std::memcpy(t->buffer.data(), pdu.data.data(), immediate_len);
   t->total_received = immediate_len;
   t->unsolicited_received = immediate_len;
   bool no_unsolicited = bhs.final_bit() || p.initial_r2t;

@@ -36,6 +36,11 @@ class TransportEvents {
   virtual ~TransportEvents() = default;
   // A complete PDU arrived (control PDUs and Data-Out, with data segment).
   virtual void OnPduReceived(pdu::ReceivedPdu pdu) = 0;
+  // As above, for a SCSI Command whose immediate data the transport received into a
+  // buffer it hands over with the PDU (pdu.data points into `data_buffer`): the command
+  // adopts it as its task buffer when the data starts it and EDTL fits, so the write
+  // data is never copied; otherwise it is copied once into the task buffer.
+  virtual void OnPduReceived(pdu::ReceivedPdu pdu, IoBuffer data_buffer) = 0;
   // Where the data segment of the PDU whose header is `bhs` should be received (zero
   // copy into a task buffer), or an empty span.
   virtual std::span<uint8_t> PlaceData(const pdu::Bhs& bhs) = 0;

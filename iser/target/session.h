@@ -40,6 +40,7 @@ class Session {
   struct Pending {
     Connection* conn;
     pdu::ReceivedPdu pdu;
+    IoBuffer data_buffer;  // holds pdu.data when the transport handed its buffer over
     // Unsolicited Data-Out for this command that arrived on its connection before the
     // command's turn: the task does not exist yet, so it waits here (at most
     // FirstBurstLength per command, and the window bounds the commands).

@@ -26,6 +26,13 @@ using PlaceFn = std::function<std::span<uint8_t>(const pdu::Bhs& bhs)>;
 absl::StatusOr<pdu::ReceivedPdu> ParseControlPdu(std::span<const uint8_t> pdu_bytes, size_t max_ahs,
                                                  size_t max_data, const PlaceFn& place = nullptr);
 
+// The checks of ParseControlPdu for a Send received in two pieces: the 48-byte BHS and
+// `rest` (AHS, then the data segment). The AHS is copied; `data` of the result points
+// into `rest` (nothing owned, not placed): the caller copies it or keeps `rest` alive.
+absl::StatusOr<pdu::ReceivedPdu> SplitControlPdu(std::span<const uint8_t, pdu::kBhsSize> bhs,
+                                                 std::span<uint8_t> rest, size_t max_ahs,
+                                                 size_t max_data);
+
 // Acknowledges every event pending on `channel` and re-arms `cq` for the next completion
 // (ibv_get_cq_event + ibv_ack_cq_events, ibv_req_notify_cq). Poll the CQ afterwards:
 // what completed before the re-arm raises no event.

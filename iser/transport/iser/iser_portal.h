@@ -60,6 +60,10 @@ class Portal {
   uint64_t iser_accepted() const { return iser_accepted_; }
   // Memory registrations made so far (they are reused, so this levels off).
   size_t registrations() const { return ctx_ ? ctx_->pool->registrations() : 0; }
+  // Receive buffers that went to the target core with immediate data (zero copy).
+  uint64_t immediate_buffers_handed_over() const {
+    return ctx_ ? ctx_->immediate_buffers_handed_over : 0;
+  }
 
  private:
   struct Sniff {

@@ -25,9 +25,14 @@ struct IserTargetConnection::ReadSink {
 struct IserTargetConnection::Wr {
   enum class Kind { kRecv, kSend, kWrite, kRead };
   Kind kind = Kind::kSend;
-  RegisteredBufferPool::Lease buf;  // receive, send, Read sink
-  IoBuffer data;                    // Write source: the task's read data
+  RegisteredBufferPool::Lease buf;  // send
+  IoBuffer data;                    // Write source: the task's read data; receive: data
   rdma::Sge sge;
+  // kRecv: iSER header + BHS land in `slot` (this receive's piece of the slab), the AHS
+  // and data segment in `data`, what does not fit there (AHS + data beyond its size)
+  // in the rest of the slot.
+  uint8_t* slot = nullptr;
+  rdma::Sge recv_sges[3];
   rdma::WrOpcode opcode = rdma::WrOpcode::kSend;
   uint64_t remote_addr = 0;
   uint32_t rkey = 0;
@@ -86,16 +91,15 @@ absl::Status IserTargetConnection::Init() {
   attr.cap.max_send_wr = options_.send_depth;
   attr.cap.max_recv_wr = options_.recv_depth;
   attr.cap.max_send_sge = 1;
-  attr.cap.max_recv_sge = 1;
+  attr.cap.max_recv_sge = 3;
   if (absl::Status s = id_->CreateQp(ctx_->pd.get(), attr); !s.ok()) return s;
-  size_t recv_size =
-      kIserHeaderSize + pdu::kBhsSize + options_.max_ahs + options_.recv_data_segment + 4;
+  auto slab = ctx_->pool->Get(size_t{options_.recv_depth} * RecvSlotSize());
+  if (!slab.ok()) return slab.status();
+  recv_slab_ = std::move(*slab);
   for (uint32_t i = 0; i < options_.recv_depth; ++i) {
     auto wr = std::make_unique<Wr>();
     wr->kind = Wr::Kind::kRecv;
-    auto lease = ctx_->pool->Get(recv_size);
-    if (!lease.ok()) return lease.status();
-    wr->buf = std::move(*lease);
+    wr->slot = recv_slab_.data() + size_t{i} * RecvSlotSize();
     Wr* raw = wr.get();
     inflight_.emplace(raw, std::move(wr));
     if (absl::Status s = PostRecv(raw); !s.ok()) return s;
@@ -103,12 +107,28 @@ absl::Status IserTargetConnection::Init() {
   return cq_->RequestNotify(false);
 }
 
+size_t IserTargetConnection::RecvSlotSize() const {
+  // Header part, then the overflow part (AHS plus padding), cache-line aligned.
+  return (kRecvHeadSize + options_.max_ahs + 4 + 63) & ~size_t{63};
+}
+
 absl::Status IserTargetConnection::PostRecv(Wr* wr) {
-  wr->sge = {reinterpret_cast<uint64_t>(wr->buf.data()), static_cast<uint32_t>(wr->buf.capacity()),
-             wr->buf.lkey()};
+  if (wr->data.empty()) {
+    // The last one went to a task with its immediate data: take a fresh one (the task
+    // owns the old one until it is done with it, so nothing lands there any more).
+    wr->data = IoBuffer::Allocate(options_.recv_data_segment);
+  }
+  auto data_key = ctx_->pool->LocalKey(wr->data.data(), wr->data.size());
+  if (!data_key.ok()) return data_key.status();
+  uint32_t slab_key = recv_slab_.lkey();
+  wr->recv_sges[0] = {reinterpret_cast<uint64_t>(wr->slot), kRecvHeadSize, slab_key};
+  wr->recv_sges[1] = {reinterpret_cast<uint64_t>(wr->data.data()),
+                      static_cast<uint32_t>(wr->data.size()), *data_key};
+  wr->recv_sges[2] = {reinterpret_cast<uint64_t>(wr->slot + kRecvHeadSize),
+                      static_cast<uint32_t>(RecvSlotSize() - kRecvHeadSize), slab_key};
   rdma::RecvWr r;
   r.wr_id = rdma::WrIdOf(wr);
-  r.sg_list = {&wr->sge, 1};
+  r.sg_list = {wr->recv_sges, 3};
   return id_->qp()->PostRecv(r);
 }
 
@@ -172,8 +192,10 @@ void IserTargetConnection::OnCompletion(const rdma::WorkCompletion& wc) {
 }
 
 void IserTargetConnection::OnRecv(Wr* wr, uint32_t len) {
-  std::span<const uint8_t> msg(wr->buf.data(), std::min<size_t>(len, wr->buf.capacity()));
-  auto hdr = DecodeIserHeader(msg);
+  // The Send as it was scattered: head (iSER header + BHS) in the slot, the rest in the
+  // data buffer and, past its end, in the slot's overflow part.
+  std::span<const uint8_t> head(wr->slot, std::min<size_t>(len, kRecvHeadSize));
+  auto hdr = DecodeIserHeader(head);
   if (!hdr.ok()) {
     Fail(hdr.status());
     return;
@@ -194,15 +216,22 @@ void IserTargetConnection::OnRecv(Wr* wr, uint32_t len) {
     Fail(absl::InvalidArgumentError("iSER HelloReply sent to a target"));
     return;
   }
-  // Unsolicited Data-Out goes straight from the receive buffer into the task buffer (the
-  // core checks the burst and, seeing it placed, copies nothing).
-  auto place = [this](const Bhs& bhs) {
-    bool unsolicited = full_feature_ && bhs.opcode() == Opcode::kDataOut &&
-                       bhs.ttt() == pdu::kReservedTag && events_ != nullptr;
-    return unsolicited ? events_->PlaceData(bhs) : std::span<uint8_t>();
-  };
-  auto parsed = ParseControlPdu(msg.subspan(kIserHeaderSize), options_.max_ahs,
-                                options_.recv_data_segment, place);
+  if (head.size() < kRecvHeadSize) {
+    Fail(absl::InvalidArgumentError("iSER control message without a complete BHS"));
+    return;
+  }
+  size_t rest_len = len - kRecvHeadSize;
+  std::span<uint8_t> rest(wr->data.data(), std::min(rest_len, wr->data.size()));
+  std::vector<uint8_t> joined;  // AHS + data that spilled past the data buffer
+  if (rest_len > rest.size()) {
+    size_t spill = std::min(rest_len - rest.size(), RecvSlotSize() - kRecvHeadSize);
+    joined.reserve(rest.size() + spill);
+    joined.assign(rest.begin(), rest.end());
+    joined.insert(joined.end(), wr->slot + kRecvHeadSize, wr->slot + kRecvHeadSize + spill);
+    rest = joined;
+  }
+  auto parsed = SplitControlPdu(head.subspan(kIserHeaderSize).first<pdu::kBhsSize>(), rest,
+                                options_.max_ahs, options_.recv_data_segment);
   if (!parsed.ok()) {
     Fail(parsed.status());
     return;
@@ -212,12 +241,38 @@ void IserTargetConnection::OnRecv(Wr* wr, uint32_t len) {
     FailLater(absl::InternalError("iSER PDU before the connection core attached"));
     return;
   }
+  // Where the data segment goes (it must leave the receive buffer before that is posted
+  // again):
+  //  - immediate data of a SCSI Command: the data buffer goes to the core with the PDU
+  //    and the receive gets a fresh one; the task adopts it (no copy) or copies from it;
+  //  - unsolicited Data-Out: straight into the task buffer (the core checks the burst
+  //    and, seeing it placed, copies nothing);
+  //  - anything else: copied out with the PDU.
+  Opcode op = p.bhs.opcode();
+  IoBuffer handed_over;
+  if (!p.data.empty()) {
+    std::span<uint8_t> place;
+    if (full_feature_ && op == Opcode::kDataOut && p.bhs.ttt() == pdu::kReservedTag)
+      place = events_->PlaceData(p.bhs);
+    if (full_feature_ && op == Opcode::kScsiCommand && joined.empty()) {
+      handed_over = std::move(wr->data);
+      ++ctx_->immediate_buffers_handed_over;
+    } else if (place.size() == p.data.size()) {
+      std::memcpy(place.data(), p.data.data(), place.size());
+      p.data = place;
+      p.placed = true;
+    } else if (!joined.empty()) {
+      p.owned = std::move(joined);  // p.data points into its heap block, which stays
+    } else {
+      p.owned.assign(p.data.begin(), p.data.end());
+      p.data = p.owned;
+    }
+  }
   if (full_feature_) ++ffp_pdus_;
   if (absl::Status s = events_->CheckHeader(p.bhs); !s.ok()) {
     Fail(s);
     return;
   }
-  Opcode op = p.bhs.opcode();
   if (full_feature_ && (op == Opcode::kDataOut && p.bhs.ttt() != pdu::kReservedTag)) {
     // Solicited data moves by RDMA Read; a solicited Data-Out PDU is a protocol error.
     Fail(absl::InvalidArgumentError("solicited Data-Out PDU on an iSER connection"));
@@ -233,12 +288,17 @@ void IserTargetConnection::OnRecv(Wr* wr, uint32_t len) {
     st.read_base = hdr->read_base;
     stags_[p.bhs.itt()] = st;
   }
-  // The bytes are copied out: the buffer is a credit for the next Send at once.
+  // Nothing of the PDU is left in the receive buffers: they are a credit for the next
+  // Send at once.
   if (absl::Status s = PostRecv(wr); !s.ok()) {
     Fail(s);
     return;
   }
-  events_->OnPduReceived(std::move(p));
+  if (handed_over.empty()) {
+    events_->OnPduReceived(std::move(p));
+  } else {
+    events_->OnPduReceived(std::move(p), std::move(handed_over));
+  }
 }
 
 void IserTargetConnection::SendHelloReply(const IserHeader& hello) {

@@ -13,11 +13,23 @@
 // No R2T, Data-In or Data-Out PDU is ever sent on the wire. Every local buffer comes
 // from a RegisteredBufferPool (registered once, reused).
 //
-// Receive credits: `recv_depth` buffers of iSER header + BHS + MaxAHSLength +
-// TargetRecvDataSegmentLength bytes are posted before the connection is accepted and
-// reposted as soon as each PDU has been handed to the core (its data is copied), so the
-// initiator may have recv_depth Sends in flight; the target's login offer should
-// declare MaxOutstandingUnexpectedPDUs no larger than that.
+// Receive credits: `recv_depth` receives are posted before the connection is accepted,
+// each scattered over three pieces: iSER header + BHS (76 bytes of a per-connection
+// slab), a data buffer of TargetRecvDataSegmentLength bytes (an IoBuffer) and an
+// overflow piece of MaxAHSLength + 4 bytes in the slab (for what an AHS pushes past the
+// data buffer). Each is reposted as soon as its PDU has been handed to the core, so the
+// initiator may have recv_depth Sends in flight; the target's login offer should declare
+// MaxOutstandingUnexpectedPDUs no larger than that.
+//
+// Payload copies in user space, per write data path:
+//   immediate data      0 when the data starts the data buffer (no AHS) and EDTL fits in
+//                       it: the buffer goes to the core with the PDU and becomes the task
+//                       buffer; the receive gets a fresh one. Otherwise 1 (the core
+//                       copies from the handed-over buffer); 2 only when an AHS pushed the
+//                       data past the end of the data buffer (gathered, then copied).
+//   unsolicited Data-Out  1 (receive buffer -> task buffer)
+//   solicited data      0 (RDMA Read into the task buffer); read data 0 (RDMA Write
+//                       from the task buffer)
 #ifndef ISER_TRANSPORT_ISER_ISER_TARGET_CONNECTION_H_
 #define ISER_TRANSPORT_ISER_ISER_TARGET_CONNECTION_H_
 
@@ -46,6 +58,8 @@ struct IserDeviceContext {
   std::unique_ptr<rdma::CmEventChannel> channel;
   std::unique_ptr<rdma::ProtectionDomain> pd;
   std::unique_ptr<RegisteredBufferPool> pool;
+  // Receive buffers handed to the core with a SCSI Command's immediate data.
+  uint64_t immediate_buffers_handed_over = 0;
 };
 
 struct IserConnectionOptions {
@@ -106,6 +120,7 @@ class IserTargetConnection final : public target::ConnectionTransport {
                        std::unique_ptr<rdma::CmId> id, const IserConnectionOptions& options,
                        bool send_with_invalidate, std::string peer, std::string local);
   absl::Status Init();
+  size_t RecvSlotSize() const;
   absl::Status PostRecv(Wr* wr);
   void OnCqEvent();
   void DrainCq();
@@ -133,6 +148,9 @@ class IserTargetConnection final : public target::ConnectionTransport {
   std::unique_ptr<rdma::CmId> id_;  // owns the QP; destroyed before the CQ
   bool fd_registered_ = false;
 
+  // iSER header + BHS of a received Send: the part of each receive in the slab.
+  static constexpr uint32_t kRecvHeadSize = kIserHeaderSize + pdu::kBhsSize;
+  RegisteredBufferPool::Lease recv_slab_;  // every receive's header and overflow parts
   std::unordered_map<Wr*, std::unique_ptr<Wr>> inflight_;
   std::deque<std::unique_ptr<Wr>> waiting_;  // send WRs waiting for a free SQ slot
   uint32_t sends_posted_ = 0;

@@ -1,5 +1,5 @@
-// ParseControlPdu: the BHS, AHS and data segment of an iSER Send, and the Sends whose
-// length disagrees with their BHS.
+// ParseControlPdu and SplitControlPdu: the BHS, AHS and data segment of an iSER Send, and the Sends
+// whose length disagrees with their BHS.
 #include "iser/transport/iser/iser_control.h"
 
 #include <vector>
@@ -59,6 +59,27 @@ TEST(IserControl, PlacesDataWhereTheCallerSays) {
   ASSERT_TRUE(q.ok());
   EXPECT_FALSE(q->placed);
   EXPECT_EQ(q->data.size(), 18u);
+}
+
+TEST(IserControl, SplitLeavesTheDataWhereItWas) {
+  // BHS and the rest received into different buffers (the target's scattered receive).
+  std::vector<uint8_t> whole = Pdu(18, 20, 2);
+  std::vector<uint8_t> rest(whole.begin() + pdu::kBhsSize, whole.end());
+  auto p = SplitControlPdu(std::span<const uint8_t>(whole).first<pdu::kBhsSize>(), rest, 256, 8192);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->ahs.size(), 8u);
+  EXPECT_EQ(p->data.data(), rest.data() + 8);  // not copied
+  EXPECT_EQ(p->data.size(), 18u);
+  EXPECT_TRUE(p->owned.empty());
+  EXPECT_FALSE(p->placed);
+  std::vector<uint8_t> too_long(rest.size() + 4, 0);
+  EXPECT_FALSE(
+      SplitControlPdu(std::span<const uint8_t>(whole).first<pdu::kBhsSize>(), too_long, 256, 8192)
+          .ok());
+  std::vector<uint8_t> too_short(rest.begin(), rest.end() - 3);
+  EXPECT_FALSE(
+      SplitControlPdu(std::span<const uint8_t>(whole).first<pdu::kBhsSize>(), too_short, 256, 8192)
+          .ok());
 }
 
 TEST(IserControl, CompletionErrors) {

@@ -26,21 +26,30 @@ using testing::IserTestInitiator;
 constexpr char kIqn[] = "iqn.2026-11.org.iser-csi:iser-e2e";
 
 std::vector<uint8_t> Rw10(uint8_t op, uint32_t lba, uint16_t blocks) {
-  return {op, 0, static_cast<uint8_t>(lba >> 24), static_cast<uint8_t>(lba >> 16),
-          static_cast<uint8_t>(lba >> 8), static_cast<uint8_t>(lba), 0,
-          static_cast<uint8_t>(blocks >> 8), static_cast<uint8_t>(blocks), 0};
+  return {op,
+          0,
+          static_cast<uint8_t>(lba >> 24),
+          static_cast<uint8_t>(lba >> 16),
+          static_cast<uint8_t>(lba >> 8),
+          static_cast<uint8_t>(lba),
+          0,
+          static_cast<uint8_t>(blocks >> 8),
+          static_cast<uint8_t>(blocks),
+          0};
 }
 
 class IserTargetTest : public ::testing::Test {
  protected:
-  void StartTarget(PortalTransport transport = PortalTransport::kAny,
-                   bool linux_write_base = false) {
+  // `target_recv_dsl`: the TargetRecvDataSegmentLength the target offers (0: default).
+  void StartTarget(PortalTransport transport = PortalTransport::kAny, bool linux_write_base = false,
+                   uint32_t target_recv_dsl = 0) {
     auto loop = EventLoop::Create();
     ASSERT_TRUE(loop.ok());
     loop_ = std::move(*loop);
     target::TargetOptions options;
     options.nop_interval = absl::ZeroDuration();
     options.offer.target_max_outstanding_unexpected_pdus = 160;
+    if (target_recv_dsl != 0) options.offer.target_recv_dsl = target_recv_dsl;
     target_ = std::make_unique<target::Target>(loop_.get(), options);
     auto device = std::make_unique<scsi::Device>();
     store_ = std::make_shared<scsi::testing::MemoryBlockStore>(8 << 20);
@@ -84,15 +93,22 @@ class IserTargetTest : public ::testing::Test {
   // `immediate` bytes as immediate data; the rest solicited (RDMA Read).
   std::optional<IserMessage> Write(IserTestInitiator* ini, uint32_t lba, uint16_t blocks,
                                    size_t buf_off, size_t immediate, uint32_t* stag_out) {
-    uint32_t len = blocks * 512u;
+    uint32_t stag = SendWrite(ini, lba, blocks, buf_off, immediate);
+    if (stag_out) *stag_out = stag;
+    return ini->Receive();
+  }
+  // Sends that WRITE(10) without waiting for its response; returns the Write STag.
+  // `final_bit` false: unsolicited Data-Out would follow. `ahs` goes between BHS and data.
+  static uint32_t SendWrite(IserTestInitiator* ini, uint32_t lba, uint16_t blocks, size_t buf_off,
+                            size_t immediate, bool final_bit = true,
+                            const std::vector<uint8_t>& ahs = {}) {
     IserHeader h;
     h.write_valid = true;
     h.write_stag = ini->NewStag();
     h.write_base = ini->base() + buf_off;
-    if (stag_out) *stag_out = h.write_stag;
     std::string imm(reinterpret_cast<const char*>(ini->buf() + buf_off), immediate);
-    ini->SendCommand(h, Rw10(0x2a, lba, blocks), len, false, true, imm);
-    return ini->Receive();
+    ini->SendCommand(h, Rw10(0x2a, lba, blocks), blocks * 512u, false, true, imm, final_bit, ahs);
+    return h.write_stag;
   }
   // Logs in and takes the power-on unit attention with TEST UNIT READY.
   void LoginReady(IserTestInitiator* ini, uint64_t isid = 0x23d000000002ULL) {
@@ -218,6 +234,79 @@ TEST_F(IserTargetTest, ImmediateUnsolicitedAndSolicitedWriteData) {
   ExpectNoDataPdus(ini);
 }
 
+TEST_F(IserTargetTest, WholeWriteAsImmediateDataKeepsItsReceiveBuffer) {
+  StartTarget();
+  IserTestInitiator* ini = NewInitiator();
+  ASSERT_TRUE(ini->Connect(portal_->port()));
+  LoginReady(ini);
+  // More writes than the target posts receives: every receive buffer goes to a task with
+  // its 4 KiB of immediate data and is replaced by a fresh one; the data never moves.
+  constexpr int kCmds = 400;
+  constexpr uint32_t kLen = 4096;
+  for (size_t i = 0; i < kCmds * kLen; ++i) ini->buf()[i] = static_cast<uint8_t>(i * 29 + i / 4096);
+  uint64_t before = portal_->immediate_buffers_handed_over();
+  for (int c = 0; c < kCmds; c += 20) {  // 20 at a time, all different blocks
+    for (int k = c; k < c + 20; ++k) SendWrite(ini, k * 8, 8, k * kLen, kLen);
+    for (int k = 0; k < 20; ++k) ExpectGood(ini->Receive());
+  }
+  EXPECT_EQ(0, std::memcmp(store_->data().data(), ini->buf(), kCmds * kLen));
+  EXPECT_EQ(portal_->immediate_buffers_handed_over() - before, uint64_t{kCmds});
+}
+
+TEST_F(IserTargetTest, ImmediateDataBehindAnAhs) {
+  StartTarget();
+  IserTestInitiator* ini = NewInitiator();
+  ASSERT_TRUE(ini->Connect(portal_->port()));
+  LoginReady(ini);
+  constexpr uint32_t kLen = 16384;
+  for (size_t i = 0; i < kLen; ++i) ini->buf()[i] = static_cast<uint8_t>(i * 3 + 7);
+  // An AHS the target ignores (type 2, as for a bidirectional command's read length) puts
+  // the immediate data off the start of the receive buffer; with 8 KiB of it the data
+  // runs past the data buffer into the overflow part. 4 KiB, 8 KiB immediate, each the
+  // whole write or followed by RDMA Read.
+  const std::vector<uint8_t> ahs = {0, 5, 2, 0, 0, 0, 0x40, 0, 0, 0, 0, 0};
+  struct Case {
+    uint32_t edtl, immediate;
+  };
+  uint32_t lba = 300;
+  for (Case c : {Case{4096, 4096}, Case{8192, 8192}, Case{kLen, 4096}, Case{kLen, 8192}}) {
+    SendWrite(ini, lba, static_cast<uint16_t>(c.edtl / 512), 0, c.immediate, true, ahs);
+    ExpectGood(ini->Receive());
+    EXPECT_EQ(0, std::memcmp(store_->data().data() + lba * 512, ini->buf(), c.edtl))
+        << c.edtl << " bytes, " << c.immediate << " immediate";
+    lba += 64;
+  }
+}
+
+TEST_F(IserTargetTest, ConnectionDiesWhileATaskOwnsAReceiveBuffer) {
+  StartTarget();
+  IserTestInitiator* dying = NewInitiator();
+  ASSERT_TRUE(dying->Connect(portal_->port()));
+  LoginReady(dying, 0x23d000000050ULL);
+  // 4 KiB immediate of an 8 KiB write, the rest promised as unsolicited Data-Out that
+  // never comes: the task holds the receive buffer it adopted when the connection dies.
+  for (size_t i = 0; i < 8192; ++i) dying->buf()[i] = 0xee;
+  uint64_t before = portal_->immediate_buffers_handed_over();
+  for (int c = 0; c < 8; ++c) SendWrite(dying, 500 + c * 16, 16, 0, 4096, /*final_bit=*/false);
+  for (int i = 0; i < 200 && portal_->immediate_buffers_handed_over() - before < 8; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  dying->Kill();
+  EXPECT_TRUE(dying->WaitClosed());
+  // The session and its tasks are gone; the buffers went back to the allocator, and the
+  // next connection's receives and writes (which may get them) see only their own bytes.
+  IserTestInitiator* next = NewInitiator();
+  ASSERT_TRUE(next->Connect(portal_->port()));
+  LoginReady(next, 0x23d000000051ULL);
+  for (size_t i = 0; i < 64 * 4096; ++i) next->buf()[i] = static_cast<uint8_t>(i * 17 + 5);
+  for (int c = 0; c < 64; ++c) SendWrite(next, 1000 + c * 8, 8, c * 4096, 4096);
+  for (int c = 0; c < 64; ++c) ExpectGood(next->Receive());
+  EXPECT_EQ(0, std::memcmp(store_->data().data() + 1000 * 512, next->buf(), 64 * 4096));
+  EXPECT_EQ(0, store_->data()[500 * 512]) << "the dead connection's partial write ran";
+  for (int i = 0; i < 100 && ConnectionCount() != 1; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(ConnectionCount(), 1u);
+}
+
 TEST_F(IserTargetTest, LinuxStyleWriteBaseStartsAtFirstSolicitedByte) {
   StartTarget(PortalTransport::kAny, /*linux_write_base=*/true);
   IserTestInitiator* ini = NewInitiator();
@@ -239,8 +328,8 @@ TEST_F(IserTargetTest, LinuxStyleWriteBaseStartsAtFirstSolicitedByte) {
 TEST_F(IserTargetTest, SendWithInvalidateNotUsedWhenPeerForbidsIt) {
   StartTarget();
   IserTestInitiator* ini = NewInitiator();
-  ASSERT_TRUE(ini->Connect(portal_->port(),
-                           kIserCmZbvaNotSupported | kIserCmSendWithInvNotSupported));
+  ASSERT_TRUE(
+      ini->Connect(portal_->port(), kIserCmZbvaNotSupported | kIserCmSendWithInvNotSupported));
   EXPECT_NE(ini->accept_private_data()[0] & kIserCmSendWithInvNotSupported, 0);
   LoginReady(ini);
   uint32_t rstag = 0;

@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <sys/epoll.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
@@ -73,9 +74,9 @@ class IserTestInitiator {
   uint32_t NewStag() {
     uint32_t stag = 0;
     OnLoop([&] {
-      io_mrs_.push_back(*pd_->RegisterMemory(buf_.data(), buf_.size(),
-                                             rdma::kAccessLocalWrite | rdma::kAccessRemoteWrite |
-                                                 rdma::kAccessRemoteRead));
+      io_mrs_.push_back(*pd_->RegisterMemory(
+          buf_.data(), buf_.size(),
+          rdma::kAccessLocalWrite | rdma::kAccessRemoteWrite | rdma::kAccessRemoteRead));
       stag = io_mrs_.back()->rkey();
     });
     return stag;
@@ -99,11 +100,16 @@ class IserTestInitiator {
   std::vector<uint8_t> accept_private_data() const { return accept_pd_; }
 
   // Posts a Send of iSER header + BHS + data.
-  void Send(const IserHeader& hdr, const pdu::Bhs& bhs, const std::string& data = "") {
-    std::vector<uint8_t> msg(kIserHeaderSize + pdu::kBhsSize + data.size());
+  // `ahs` (a multiple of 4 bytes) goes between BHS and data; the BHS must count it.
+  void Send(const IserHeader& hdr, const pdu::Bhs& bhs, const std::string& data = "",
+            const std::vector<uint8_t>& ahs = {}) {
+    std::vector<uint8_t> msg(kIserHeaderSize + pdu::kBhsSize + ahs.size() + data.size());
     EncodeIserHeader(hdr, msg);
     std::memcpy(msg.data() + kIserHeaderSize, bhs.data(), pdu::kBhsSize);
-    std::memcpy(msg.data() + kIserHeaderSize + pdu::kBhsSize, data.data(), data.size());
+    if (!ahs.empty())
+      std::memcpy(msg.data() + kIserHeaderSize + pdu::kBhsSize, ahs.data(), ahs.size());
+    std::memcpy(msg.data() + kIserHeaderSize + pdu::kBhsSize + ahs.size(), data.data(),
+                data.size());
     SendRaw(std::move(msg));
   }
   void SendRaw(std::vector<uint8_t> msg) {
@@ -141,8 +147,8 @@ class IserTestInitiator {
   }
 
   // Login in the operational stage with RDMAExtensions=Yes.
-  bool Login(const std::string& target_name, uint64_t isid = 0x23d000000002ULL,
-             uint16_t tsih = 0, uint16_t cid = 0, uint32_t cmd_sn = 1) {
+  bool Login(const std::string& target_name, uint64_t isid = 0x23d000000002ULL, uint16_t tsih = 0,
+             uint16_t cid = 0, uint32_t cmd_sn = 1, uint32_t target_recv_dsl = 8192) {
     cmd_sn_ = cmd_sn;
     pdu::Bhs b = pdu::Bhs::Make(pdu::Opcode::kLoginRequest, 0x80 | (1 << 2) | 3);
     b.set_immediate(true);
@@ -152,15 +158,18 @@ class IserTestInitiator {
     b.set_itt(next_itt_++);
     b.set_u32(pdu::field::kCmdSn, cmd_sn_);
     std::string text;
-    for (const std::string& kv : std::vector<std::string>
-         {"InitiatorName=iqn.2026-11.org.iser-csi:iser-test-initiator", "SessionType=Normal",
-          "TargetName=" + target_name, "RDMAExtensions=Yes", "HeaderDigest=None",
-          "DataDigest=None", "InitialR2T=No", "ImmediateData=Yes", "MaxBurstLength=262144",
-          "FirstBurstLength=65536", "MaxOutstandingR2T=2", "InitiatorRecvDataSegmentLength=8192",
-          "TargetRecvDataSegmentLength=8192", "MaxOutstandingUnexpectedPDUs=0",
-          "DefaultTime2Wait=2", "DefaultTime2Retain=0", "ErrorRecoveryLevel=0"}) {
+    std::vector<std::string> proposed;  // key names: their answers are not echoed back
+    for (const std::string& kv : std::vector<std::string>{
+             "InitiatorName=iqn.2026-11.org.iser-csi:iser-test-initiator", "SessionType=Normal",
+             "TargetName=" + target_name, "RDMAExtensions=Yes", "HeaderDigest=None",
+             "DataDigest=None", "InitialR2T=No", "ImmediateData=Yes", "MaxBurstLength=262144",
+             "FirstBurstLength=65536", "MaxOutstandingR2T=2", "InitiatorRecvDataSegmentLength=8192",
+             "TargetRecvDataSegmentLength=" + std::to_string(target_recv_dsl),
+             "MaxOutstandingUnexpectedPDUs=0", "DefaultTime2Wait=2", "DefaultTime2Retain=0",
+             "ErrorRecoveryLevel=0"}) {
       text += kv;
       text.push_back('\0');
+      proposed.push_back(kv.substr(0, kv.find('=') + 1));
     }
     Send(IserHeader::Control(), WithLength(b, text.size()), text);
     for (int i = 0; i < 4; ++i) {
@@ -181,7 +190,9 @@ class IserTestInitiator {
         if (end == std::string::npos) end = login_text_.size();
         std::string kv = login_text_.substr(pos, end - pos);
         pos = end + 1;
-        if (kv.empty() || kv.find("RecvDataSegmentLength=") != std::string::npos ||
+        bool ours = std::any_of(proposed.begin(), proposed.end(),
+                                [&](const std::string& k) { return kv.rfind(k, 0) == 0; });
+        if (kv.empty() || ours || kv.find("RecvDataSegmentLength=") != std::string::npos ||
             kv.rfind("TargetPortalGroupTag=", 0) == 0 || kv.rfind("TargetAlias=", 0) == 0)
           continue;
         answer += kv;
@@ -205,10 +216,11 @@ class IserTestInitiator {
 
   // A SCSI command; `hdr` carries the STags. Returns the ITT.
   uint32_t SendCommand(const IserHeader& hdr, std::vector<uint8_t> cdb, uint32_t edtl, bool read,
-                       bool write, const std::string& immediate = "", bool final_bit = true) {
-    pdu::Bhs b = pdu::Bhs::Make(pdu::Opcode::kScsiCommand, (final_bit ? 0x80 : 0) |
-                                                               (read ? 0x40 : 0) |
-                                                               (write ? 0x20 : 0) | 1);
+                       bool write, const std::string& immediate = "", bool final_bit = true,
+                       const std::vector<uint8_t>& ahs = {}) {
+    pdu::Bhs b =
+        pdu::Bhs::Make(pdu::Opcode::kScsiCommand,
+                       (final_bit ? 0x80 : 0) | (read ? 0x40 : 0) | (write ? 0x20 : 0) | 1);
     uint32_t itt = next_itt_++;
     b.set_itt(itt);
     b.set_u32(pdu::field::kEdtl, edtl);
@@ -216,7 +228,8 @@ class IserTestInitiator {
     b.set_u32(pdu::field::kExpStatSn, exp_stat_sn_);
     cdb.resize(16, 0);
     std::copy(cdb.begin(), cdb.end(), b.data() + pdu::field::kCdb);
-    Send(hdr, WithLength(b, immediate.size()), immediate);
+    b.set_ahs_words(static_cast<uint8_t>(ahs.size() / 4));
+    Send(hdr, WithLength(b, immediate.size()), immediate, ahs);
     return itt;
   }
   // An unsolicited Data-Out PDU.
@@ -260,9 +273,9 @@ class IserTestInitiator {
     cq_ = *dev_->CreateCq(1024, nullptr, cch_.get());
     (void)cq_->RequestNotify(false);
     buf_.assign(kBufSize, 0);
-    mr_ = *pd_->RegisterMemory(buf_.data(), buf_.size(),
-                               rdma::kAccessLocalWrite | rdma::kAccessRemoteWrite |
-                                   rdma::kAccessRemoteRead);
+    mr_ = *pd_->RegisterMemory(
+        buf_.data(), buf_.size(),
+        rdma::kAccessLocalWrite | rdma::kAccessRemoteWrite | rdma::kAccessRemoteRead);
     stag_ = mr_->rkey();
     recv_buf_.assign(kRecvs * kRecvSize, 0);
     recv_mr_ = *pd_->RegisterMemory(recv_buf_.data(), recv_buf_.size(), rdma::kAccessLocalWrite);
@@ -338,8 +351,8 @@ class IserTestInitiator {
         auto hdr = DecodeIserHeader(msg);
         if (hdr.ok()) m.hdr = *hdr;
         if (hdr.ok() && msg.size() >= kIserHeaderSize + pdu::kBhsSize) {
-          m.bhs = pdu::Bhs(std::span<const uint8_t, pdu::kBhsSize>(msg.data() + kIserHeaderSize,
-                                                                   pdu::kBhsSize));
+          m.bhs = pdu::Bhs(
+              std::span<const uint8_t, pdu::kBhsSize>(msg.data() + kIserHeaderSize, pdu::kBhsSize));
           m.data.assign(msg.begin() + kIserHeaderSize + pdu::kBhsSize, msg.end());
         }
         m.with_invalidate = wc[i].wc_flags & rdma::kWcWithInv;

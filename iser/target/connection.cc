@@ -184,6 +184,14 @@ void Connection::HandleLoginPdu(pdu::ReceivedPdu pdu) {
     cfg.offer = target_->options().offer;
     cfg.target_portal_group_tag = target_->options().target_portal_group_tag;
     cfg.rdma_capable = transport_->kind() == TransportKind::kIser;
+    if (cfg.rdma_capable) {
+      // iSER: unsolicited data travels in Sends, each copied out of a receive buffer;
+      // solicited data is an RDMA Read straight into the task buffer. So allow no more
+      // unsolicited data than one Send carries (the immediate data): the rest of a write
+      // is fetched, not pushed in TargetRecvDataSegmentLength pieces.
+      cfg.offer.first_burst_length =
+          std::min(cfg.offer.first_burst_length, std::max(cfg.offer.target_recv_dsl, 512u));
+    }
     cfg.lookup_target =
         [target = target_](std::string_view name) -> std::optional<login::TargetNodeInfo> {
       TargetNode* node = target->FindNode(name);

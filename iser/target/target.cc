@@ -21,6 +21,12 @@ login::OperationalParams TargetOptions::DefaultOffer() {
   p.default_time2retain = 20;
   p.error_recovery_level = 0;
   p.target_max_recv_dsl = 256 << 10;
+  // iSER: a Send carries up to 16 KiB of immediate data (whole writes that size are not
+  // copied at all); with FirstBurstLength capped to it on iSER connections (see
+  // Connection::HandleLoginPdu) the rest of a write is fetched by RDMA Read. Receive
+  // memory per iSER connection: MaxOutstandingUnexpectedPDUs (160 in iser-target) x
+  // 16 KiB = 2.5 MiB.
+  p.target_recv_dsl = 16 << 10;
   return p;
 }
 

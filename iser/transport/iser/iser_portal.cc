@@ -38,6 +38,13 @@ absl::StatusOr<std::unique_ptr<Portal>> Portal::Create(EventLoop* loop, target::
   // Receive buffers must hold what the login lets the initiator send.
   const login::OperationalParams& offer = target->options().offer;
   options.iser.recv_data_segment = std::max(options.iser.recv_data_segment, offer.target_recv_dsl);
+  // Every iSER connection posts recv_depth buffers of that size: keep it bounded.
+  if (uint64_t{options.iser.recv_data_segment} * options.iser.recv_depth >
+      kMaxRecvBytesPerConnection)
+    return absl::InvalidArgumentError(
+        absl::StrCat("TargetRecvDataSegmentLength ", options.iser.recv_data_segment, " x ",
+                     options.iser.recv_depth, " receive buffers is more than ",
+                     kMaxRecvBytesPerConnection >> 20, " MiB per iSER connection"));
   if (offer.target_max_ahs_length != 0)
     options.iser.max_ahs = std::min<uint32_t>(
         1020, std::max(options.iser.max_ahs, offer.target_max_ahs_length));  // 255 words

@@ -44,6 +44,10 @@ struct PortalOptions {
 
 class Portal {
  public:
+  // Receive buffer memory an iSER connection may post (TargetRecvDataSegmentLength x
+  // receive depth); Create refuses an offer beyond it.
+  static constexpr uint64_t kMaxRecvBytesPerConnection = 64 << 20;
+
   // Listens on `address` ("host:port"; port 0 picks one) and hands connections to
   // `target`, which must outlive the portal's listener (both on `loop`).
   static absl::StatusOr<std::unique_ptr<Portal>> Create(EventLoop* loop, target::Target* target,

@@ -206,7 +206,9 @@ TEST_F(IserTargetTest, WriteByRdmaReadThenReadByRdmaWrite) {
 }
 
 TEST_F(IserTargetTest, ImmediateUnsolicitedAndSolicitedWriteData) {
-  StartTarget();
+  // Offering 64 KiB segments lets FirstBurstLength be 64 KiB; the initiator still sends
+  // 8 KiB Sends, as ib_iser does (it proposed TargetRecvDataSegmentLength=8192).
+  StartTarget(PortalTransport::kAny, false, 64 << 10);
   IserTestInitiator* ini = NewInitiator();
   ASSERT_TRUE(ini->Connect(portal_->port()));
   LoginReady(ini);
@@ -305,6 +307,55 @@ TEST_F(IserTargetTest, ConnectionDiesWhileATaskOwnsAReceiveBuffer) {
   for (int i = 0; i < 100 && ConnectionCount() != 1; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_EQ(ConnectionCount(), 1u);
+}
+
+TEST_F(IserTargetTest, LargerTargetRecvDataSegmentLengthIsHonoured) {
+  StartTarget(PortalTransport::kAny, false, 32 << 10);
+  IserTestInitiator* ini = NewInitiator();
+  ASSERT_TRUE(ini->Connect(portal_->port()));
+  ASSERT_TRUE(ini->Login(kIqn, 0x23d000000060ULL, 0, 0, 1, /*target_recv_dsl=*/256 << 10));
+  ini->SendCommand(IserHeader::Control(), {0, 0, 0, 0, 0, 0}, 0, false, false);
+  ASSERT_TRUE(ini->Receive().has_value());
+  const std::string text = " " + PrintableText(ini->login_text());
+  EXPECT_NE(text.find(" TargetRecvDataSegmentLength=32768"), std::string::npos) << text;
+  // No more unsolicited data than one Send carries: the rest goes by RDMA Read.
+  EXPECT_NE(text.find(" FirstBurstLength=32768"), std::string::npos) << text;
+  constexpr uint32_t kLen = 32 << 10;
+  for (size_t i = 0; i < 2 * kLen; ++i) ini->buf()[i] = static_cast<uint8_t>(i * 11 + 9);
+  // A whole 32 KiB write as immediate data: one Send, adopted by the task (no copy).
+  uint64_t before = portal_->immediate_buffers_handed_over();
+  SendWrite(ini, 700, kLen / 512, 0, kLen);
+  ExpectGood(ini->Receive());
+  EXPECT_EQ(portal_->immediate_buffers_handed_over() - before, 1u);
+  // 64 KiB: 32 KiB immediate, the other half by RDMA Read.
+  SendWrite(ini, 800, 2 * kLen / 512, 0, kLen);
+  ExpectGood(ini->Receive());
+  EXPECT_EQ(0, std::memcmp(store_->data().data() + 700 * 512, ini->buf(), kLen));
+  EXPECT_EQ(0, std::memcmp(store_->data().data() + 800 * 512, ini->buf(), 2 * kLen));
+  // A Send beyond the declared length is a protocol error.
+  SendWrite(ini, 900, 2 * kLen / 512, 0, kLen + 4096);
+  EXPECT_TRUE(ini->WaitClosed());
+}
+
+TEST_F(IserTargetTest, DefaultOfferTakes16KiBSendsAndFetchesTheRest) {
+  StartTarget();
+  IserTestInitiator* ini = NewInitiator();
+  ASSERT_TRUE(ini->Connect(portal_->port()));
+  ASSERT_TRUE(ini->Login(kIqn, 0x23d000000061ULL, 0, 0, 1, /*target_recv_dsl=*/256 << 10));
+  const std::string text = " " + PrintableText(ini->login_text());
+  EXPECT_NE(text.find(" TargetRecvDataSegmentLength=16384"), std::string::npos) << text;
+  EXPECT_NE(text.find(" FirstBurstLength=16384"), std::string::npos) << text;
+}
+
+TEST(IserPortalTest, RefusesReceiveMemoryBeyondTheBound) {
+  auto loop = EventLoop::Create();
+  ASSERT_TRUE(loop.ok());
+  target::TargetOptions options;
+  options.offer.target_recv_dsl = 1 << 20;  // x 160 receives = 160 MiB per connection
+  target::Target target(loop->get(), options);
+  PortalOptions po;
+  auto portal = Portal::Create(loop->get(), &target, "127.0.0.1:0", po);
+  EXPECT_EQ(portal.status().code(), absl::StatusCode::kInvalidArgument) << portal.status();
 }
 
 TEST_F(IserTargetTest, LinuxStyleWriteBaseStartsAtFirstSolicitedByte) {

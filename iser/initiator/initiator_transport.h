@@ -46,9 +46,9 @@ struct OutgoingPdu {
 // command completes (and, after a connection loss, until it is reissued or failed).
 struct TaskIo {
   uint32_t itt = pdu::kReservedTag;
-  uint64_t lun_field = 0;           // the command's LUN field (Data-Out repeats it)
-  std::span<uint8_t> read;          // Data-In lands here
-  std::span<const uint8_t> write;   // Data-Out comes from here
+  uint64_t lun_field = 0;             // the command's LUN field (Data-Out repeats it)
+  std::span<uint8_t> read;            // Data-In lands here
+  std::span<const uint8_t> write;     // Data-Out comes from here
   void* transport_private = nullptr;  // e.g. iSER memory registrations
 };
 
@@ -74,6 +74,12 @@ class InitiatorTransport {
 
   virtual InitiatorTransportKind kind() const = 0;
   virtual std::string peer_address() const = 0;
+  // Whether write data past the immediate data should wait for the target to solicit
+  // it even where InitialR2T=No allows unsolicited Data-Out (FirstBurstLength is a
+  // limit, not a duty: RFC 7143 sec 13.14). Over iSER the target fetches solicited data
+  // by RDMA Read straight into its buffer, while every unsolicited Data-Out Send costs
+  // it a copy out of a receive buffer and one of its MaxOutstandingUnexpectedPDUs.
+  virtual bool solicit_beyond_immediate() const { return false; }
 
   // Before the first Login Request: what this transport needs in the login (iSER
   // proposes RDMAExtensions=Yes, declares its receive limits and turns digests off).
@@ -104,8 +110,7 @@ class InitiatorTransport {
 using TransportConnectCallback =
     std::function<void(absl::StatusOr<std::unique_ptr<InitiatorTransport>>)>;
 using TransportFactory = std::function<void(EventLoop* loop, const std::string& portal,
-                                            absl::Duration timeout,
-                                            TransportConnectCallback done)>;
+                                            absl::Duration timeout, TransportConnectCallback done)>;
 
 }  // namespace iser::initiator
 

@@ -58,7 +58,9 @@ void Session::Issue(Task& task, Connection& conn) {
           params_.rdma_extensions ? params_.target_recv_dsl : params_.target_max_recv_dsl;
       immediate = std::min({edtl, params_.first_burst_length, max_segment});
     }
-    unsolicited_end = params_.initial_r2t ? immediate : std::min(edtl, params_.first_burst_length);
+    unsolicited_end = params_.initial_r2t || conn.transport->solicit_beyond_immediate()
+                          ? immediate
+                          : std::min(edtl, params_.first_burst_length);
   }
   uint8_t flags = static_cast<uint8_t>((unsolicited_end == immediate ? pdu::kFlagFinal : 0) |
                                        (reading ? pdu::kCmdFlagRead : 0) |

@@ -61,6 +61,7 @@ class IserInitiatorConnection final : public initiator::InitiatorTransport {
                       initiator::TransportConnectCallback done);
   ~IserInitiatorConnection() override;
 
+  bool solicit_beyond_immediate() const override { return true; }
   initiator::InitiatorTransportKind kind() const override {
     return initiator::InitiatorTransportKind::kIser;
   }

@@ -48,6 +48,7 @@ class FakeTransport : public InitiatorTransport {
   }
 
   InitiatorTransportKind kind() const override { return InitiatorTransportKind::kTcp; }
+  bool solicit_beyond_immediate() const override { return solicit; }
   std::string peer_address() const override { return "fake"; }
   void SetEvents(InitiatorTransportEvents* events) override { events_ = events; }
   void ApplyParams(const login::OperationalParams& params) override { params_ = params; }
@@ -101,6 +102,7 @@ class FakeTransport : public InitiatorTransport {
   void set_window(uint32_t w) { window_ = w; }
 
   std::vector<SentPdu> sent;
+  bool solicit = false;  // solicit_beyond_immediate()
   uint32_t stat_sn = 100;
   uint32_t exp_cmd_sn = 1;
 
@@ -323,6 +325,38 @@ TEST_F(SessionWire, WriteSendsImmediateUnsolicitedAndSolicitedData) {
   OnLoop([&] { fake_->Deliver(ScsiResponse(cmd.itt(), 0)); });
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_EQ(result->status, 0);
+}
+
+// A transport that wants write data solicited (iSER: RDMA Read costs the target no copy)
+// sends only the immediate data with the command, F set, even though InitialR2T=No.
+TEST_F(SessionWire, TransportThatPrefersSolicitedDataSendsNoUnsolicitedDataOut) {
+  LogIn(Offer(), 16);
+  fake_->solicit = true;
+  std::vector<uint8_t> data(100 << 10, 0x3c);
+  absl::StatusOr<ScsiResult> result = absl::UnknownError("pending");
+  OnLoop([&] {
+    ScsiCommand c;
+    c.cdb[0] = 0x8a;
+    c.write = data;
+    session_->Submit(c, [&](absl::StatusOr<ScsiResult> r) { result = r; });
+  });
+  auto cmds = Sent(Opcode::kScsiCommand);
+  ASSERT_EQ(cmds.size(), 1u);
+  EXPECT_TRUE(cmds[0].bhs.final_bit());   // no unsolicited Data-Out follows
+  EXPECT_EQ(cmds[0].data.size(), 8192u);  // the immediate data is still sent
+  EXPECT_TRUE(Sent(Opcode::kDataOut).empty());
+  OnLoop([&] {
+    Bhs r2t = Bhs::Make(Opcode::kR2t);
+    r2t.set_itt(cmds[0].bhs.itt());
+    r2t.set_ttt(0x90);
+    r2t.set_u32(pdu::field::kBufferOffset, 8192);
+    r2t.set_u32(pdu::field::kDesiredLength, 65536);
+    fake_->Deliver(r2t, {}, false);
+  });
+  auto outs = Sent(Opcode::kDataOut);
+  ASSERT_EQ(outs.size(), 8u);
+  EXPECT_EQ(outs[0].bhs.ttt(), 0x90u);
+  EXPECT_EQ(outs[0].bhs.u32(pdu::field::kBufferOffset), 8192u);
 }
 
 TEST_F(SessionWire, ReadDataLandsInPlaceWithCollapsedStatus) {

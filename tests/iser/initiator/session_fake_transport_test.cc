@@ -333,12 +333,14 @@ TEST_F(SessionWire, TransportThatPrefersSolicitedDataSendsNoUnsolicitedDataOut) 
   LogIn(Offer(), 16);
   fake_->solicit = true;
   std::vector<uint8_t> data(100 << 10, 0x3c);
-  absl::StatusOr<ScsiResult> result = absl::UnknownError("pending");
+  // Shared, not on this frame: a command still open at TearDown (after a failed ASSERT)
+  // is failed into it then.
+  auto result = std::make_shared<absl::StatusOr<ScsiResult>>(absl::UnknownError("pending"));
   OnLoop([&] {
     ScsiCommand c;
     c.cdb[0] = 0x8a;
     c.write = data;
-    session_->Submit(c, [&](absl::StatusOr<ScsiResult> r) { result = r; });
+    session_->Submit(c, [result](absl::StatusOr<ScsiResult> r) { *result = r; });
   });
   auto cmds = Sent(Opcode::kScsiCommand);
   ASSERT_EQ(cmds.size(), 1u);
@@ -354,9 +356,13 @@ TEST_F(SessionWire, TransportThatPrefersSolicitedDataSendsNoUnsolicitedDataOut) 
     fake_->Deliver(r2t, {}, false);
   });
   auto outs = Sent(Opcode::kDataOut);
-  ASSERT_EQ(outs.size(), 8u);
-  EXPECT_EQ(outs[0].bhs.ttt(), 0x90u);
-  EXPECT_EQ(outs[0].bhs.u32(pdu::field::kBufferOffset), 8192u);
+  EXPECT_EQ(outs.size(), 8u);
+  if (!outs.empty()) {
+    EXPECT_EQ(outs[0].bhs.ttt(), 0x90u);
+    EXPECT_EQ(outs[0].bhs.u32(pdu::field::kBufferOffset), 8192u);
+  }
+  OnLoop([&] { fake_->Deliver(ScsiResponse(cmds[0].bhs.itt(), 0)); });
+  ASSERT_TRUE(result->ok()) << result->status();
 }
 
 TEST_F(SessionWire, ReadDataLandsInPlaceWithCollapsedStatus) {

@@ -54,6 +54,11 @@ struct TaskIo {
 
 enum class InitiatorTransportKind { kTcp, kIser };
 
+// "tcp" or "iser": the word iser-attach --transport and the StorageClass use.
+inline const char* TransportKindName(InitiatorTransportKind kind) {
+  return kind == InitiatorTransportKind::kIser ? "iser" : "tcp";
+}
+
 // Implemented by the session core; called by a transport on its event loop thread.
 class InitiatorTransportEvents {
  public:

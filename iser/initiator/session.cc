@@ -85,7 +85,6 @@ void Session::OnConnected(absl::StatusOr<std::unique_ptr<InitiatorTransport>> tr
   c->leading = true;
   c->transport = std::move(*transport);
   transport_kind_ = c->transport->kind();
-  transport_name_ = transport_kind_ == InitiatorTransportKind::kIser ? "iser" : "tcp";
   conns_.insert(conns_.begin(), std::move(c));
   tsih_ = 0;  // a new session or a reinstatement of ours (same ISID), never a continuation
   phase_ = Phase::kLogin;
@@ -220,7 +219,7 @@ void Session::EnterFullFeature(const Bhs& final_response) {
   }
   if (!ever_logged_in_) {
     ISER_LOG(kInfo, "session %s: logged in at %s over %s", config_.target_name, config_.portal,
-             transport_name_ == "iser" ? "iSER" : "iSCSI/TCP");
+             transport_kind_ == InitiatorTransportKind::kIser ? "iSER" : "iSCSI/TCP");
   }
   ever_logged_in_ = true;
   StartKeepAlive();

@@ -30,6 +30,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -110,7 +111,9 @@ class Session final {
   uint64_t reconnects() const { return reconnects_; }
   // The transport of the current connection ("iser", "tcp"), or the last one while
   // recovering; empty before the first connection.
-  const std::string& transport_name() const { return transport_name_; }
+  std::string transport_name() const {
+    return transport_kind_ ? TransportKindName(*transport_kind_) : "";
+  }
   size_t outstanding() const { return tasks_.size(); }
   // Connections in full feature phase (0 while recovering).
   size_t connection_count() const;
@@ -243,8 +246,7 @@ class Session final {
   size_t extras_pending_ = 0;
   bool ever_added_ = false;  // extra connections still connecting or logging in
   size_t next_conn_ = 0;     // round robin
-  std::string transport_name_;
-  InitiatorTransportKind transport_kind_ = InitiatorTransportKind::kTcp;
+  std::optional<InitiatorTransportKind> transport_kind_;  // of the leading connection
   uint64_t connection_generation_ = 0;
 
   // Session state.

@@ -82,9 +82,9 @@ void Session::OnExtraConnected(uint16_t cid,
     why = transport.status();
   } else if ((*transport)->kind() != transport_kind_) {
     // One session, one transport: a TCP connection cannot join an iSER session.
-    why = absl::FailedPreconditionError(
-        absl::StrCat("got ", (*transport)->kind() == InitiatorTransportKind::kIser ? "iser" : "tcp",
-                     " but the session uses ", transport_name_));
+    why =
+        absl::FailedPreconditionError(absl::StrCat("got ", TransportKindName((*transport)->kind()),
+                                                   " but the session uses ", transport_name()));
     (*transport)->Abort(why);
   }
   if (!why.ok()) {

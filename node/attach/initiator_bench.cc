@@ -5,7 +5,7 @@
 //                   [--rw randread|read|randwrite|write] [--seconds 5] [--span-mib N]
 //                   [--transport tcp|iser|auto] [--immediate-data yes|no]
 //                   [--initial-r2t yes|no] [--sessions N] [--connections N]
-//                   [--mpa-crc yes|no] [--cpu-pid PID]
+//                   [--mpa-crc yes|no] [--digest none|crc32c] [--cpu-pid PID]
 // Prints two lines: "<rw> bs=<bs> qd=<qd>: <iops> IOPS <MB/s> MB/s <errors> errors" (what
 // bench_initiator.sh parses) and one machine-readable line of key=value pairs:
 //   RESULT transport=tcp sessions=1 connections=1 ... iops= mbps= lat_mean_us= lat_p50_us=
@@ -21,6 +21,10 @@
 // thread) to the same LUN and splits the queue depth over them. --connections N opens N
 // connections in each session (MC/S: one loop thread, commands round robin over the
 // connections); RESULT's connections= is what the target allowed (per session).
+//
+// --digest crc32c offers HeaderDigest and DataDigest CRC32C (RFC 7143 sec 13.1) on a TCP
+// session, the iSCSI/TCP counterpart of MPA's CRC32C; RESULT's digest= is what was
+// negotiated (an iSER session always has none: RFC 7145 sec 6.3 forbids them there).
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -181,14 +185,17 @@ int main(int argc, char** argv) {
       connections = std::atoi(v.c_str());
     else if (a == "--mpa-crc")
       ok = ParseYesNo(v, &mpa_crc);
-    else if (a == "--cpu-pid")
+    else if (a == "--digest") {
+      ok = v == "none" || v == "crc32c";
+      config.header_digest = config.data_digest = v == "crc32c";
+    } else if (a == "--cpu-pid")
       cpu_pid = std::atoi(v.c_str());
     else {
       std::fprintf(stderr, "initiator-bench: unknown argument %s\n", a.c_str());
       return 2;
     }
     if (!ok) {
-      std::fprintf(stderr, "initiator-bench: %s wants yes or no, not %s\n", a.c_str(), v.c_str());
+      std::fprintf(stderr, "initiator-bench: %s does not take %s\n", a.c_str(), v.c_str());
       return 2;
     }
   }
@@ -335,13 +342,14 @@ int main(int argc, char** argv) {
               bytes / el / 1e6, static_cast<unsigned long long>(errors));
   std::printf(
       "RESULT transport=%s sessions=%d connections=%zu rw=%s bs=%u qd=%d immediate_data=%s "
-      "initial_r2t=%s "
+      "initial_r2t=%s digest=%s "
       "ios=%llu errors=%llu seconds=%.3f iops=%.0f mbps=%.1f lat_mean_us=%.1f "
       "lat_p50_us=%.1f lat_p99_us=%.1f cpu_s=%.3f peer_cpu_s=%.3f host_busy_s=%.3f host_irq_s=%.3f "
       "ncpu=%ld "
       "bytes=%llu\n",
       got_transport.c_str(), sessions, got_connections, rw.c_str(), bs, qd,
       params.immediate_data ? "yes" : "no", params.initial_r2t ? "yes" : "no",
+      params.header_digest && params.data_digest ? "crc32c" : "none",
       static_cast<unsigned long long>(ios), static_cast<unsigned long long>(errors), el, iops,
       bytes / el / 1e6, mean_us, pct(0.50), pct(0.99), cpu, peer_cpu, host, host_irq,
       sysconf(_SC_NPROCESSORS_ONLN), static_cast<unsigned long long>(bytes));

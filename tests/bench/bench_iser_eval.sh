@@ -15,6 +15,10 @@
 # 4 KiB random read and the 128 KiB rows with it off at both ends (iser-target --mpa-crc
 # no, initiator-bench --mpa-crc no, as Linux siw runs by default): iSCSI/TCP here runs
 # without digests, so those rows compare the same integrity checking (TCP's checksum).
+# Rows with MPA CRC on also measure a third peer, "TCP+dig": iSCSI/TCP with HeaderDigest
+# and DataDigest CRC32C (RFC 7143 sec 13.1), i.e. the same CRC32C over every byte that
+# MPA computes; its column "iSER/TCP+dig" compares equal integrity checking. The plain
+# TCP column stays the headline peer.
 # For each row the TCP and iSER cells run back to back (alternating which goes first),
 # so both see the same machine load; --rounds N repeats the whole list and prints medians.
 #
@@ -98,7 +102,7 @@ use_target() {
   fi
   PORT=$(free_port)
   iser_target_start "$TARGET_BIN" "$WORK" "$PORT" "$IQN" "$LUNFILE" "${SIZE_MIB}M" \
-    --transport any --log-level warning --mpa-crc "$1"
+    --transport any --log-level warning --mpa-crc "$1" --digests yes
   TARGET_CRC=$1
   log "iser-target pid $ISER_TARGET_PID on 127.0.0.1:$PORT (--transport any --mpa-crc $1)"
 }
@@ -106,12 +110,15 @@ use_target yes
 
 RESULTS=$WORK/results.txt
 : >"$RESULTS"
-# run LABEL TRANSPORT initiator-bench-args... -> appends "LABEL RESULT-line" to RESULTS
+# run LABEL TRANSPORT initiator-bench-args... -> appends "LABEL RESULT-line" to RESULTS.
+# TRANSPORT tcp+dig is TCP with CRC32C header and data digests.
 run() {
-  local label=$1 tr=$2 out rc=0
+  local label=$1 tr=$2 asked=$2 out rc=0 digest=none
   shift 2
+  if [[ $tr == tcp+dig ]]; then tr=tcp digest=crc32c; fi
   out=$("$IBENCH" --portal "127.0.0.1:$PORT" --target "$IQN" --lun 0 --seconds "$SECS" \
-    --transport "$tr" --cpu-pid "$ISER_TARGET_PID" "$@" 2>"$WORK/ibench.err") || rc=$?
+    --transport "$tr" --digest "$digest" --cpu-pid "$ISER_TARGET_PID" "$@" \
+    2>"$WORK/ibench.err") || rc=$?
   local line
   line=$(grep '^RESULT ' <<<"$out" || true)
   if [[ $rc != 0 || -z $line ]]; then
@@ -119,8 +126,8 @@ run() {
     cat "$WORK/ibench.err" >&2
     return 1
   fi
-  echo "$label $line" >>"$RESULTS"
-  log "$(printf '%-26s %-5s' "$label" "$tr")" \
+  echo "$label $asked $line" >>"$RESULTS"
+  log "$(printf '%-26s %-5s %s' "$label" "$tr" "$([[ $digest == none ]] || echo +dig)")" \
     "$(grep -o -E '(iops|mbps|lat_mean_us|lat_p99_us)=[0-9.]+' <<<"$line" | tr '\n' ' ')"
 }
 
@@ -170,8 +177,14 @@ for cell in "${CELLS[@]}"; do
     r2t) args+=(--immediate-data no --initial-r2t yes) ;;
     *) args+=(--immediate-data yes --initial-r2t no) ;;
   esac
-  order=("${AVAIL[@]}")
-  if ((n % 2 == 1)) && ((${#AVAIL[@]} == 2)); then order=("${AVAIL[1]}" "${AVAIL[0]}"); fi
+  peers=("${AVAIL[@]}")
+  # The digest peer only where MPA CRC is on (it is the equal-integrity TCP for those).
+  if [[ $crc == yes && " ${AVAIL[*]} " == *" tcp "* ]]; then peers+=(tcp+dig); fi
+  # Rotate the order from row to row so no transport always runs first.
+  order=()
+  for ((k = 0; k < ${#peers[@]}; k++)); do
+    order+=("${peers[$(((k + n) % ${#peers[@]}))]}")
+  done
   for tr in "${order[@]}"; do
     run "$rw:$bs:$qd:$setting:$conns:$crc:$round" "$tr" "${args[@]}"
   done
@@ -190,13 +203,14 @@ path, secs, size_mib, rounds, notes = sys.argv[1:5] + [sys.argv[5:]]
 runs = {}  # label -> transport -> round -> RESULT fields
 order = []
 for line in open(path):
-    full, _, *kv = line.split()
+    full, asked, _, *kv = line.split()
     label, rnd = full.rsplit(":", 1)
     d = dict(x.split("=", 1) for x in kv)
+    d["asked"] = asked
     if label not in runs:
         runs[label] = {}
         order.append(label)
-    runs[label].setdefault(d["transport"], {})[rnd] = d
+    runs[label].setdefault(asked, {})[rnd] = d
 problems = []
 for label, per in runs.items():
     rw, bs, qd, setting, conns, crc = label.split(":")
@@ -206,6 +220,12 @@ for label, per in runs.items():
         if d.get("connections") != conns:
             problems.append(f"{label} {tr}: the session had {d.get('connections')} "
                             f"connections, asked for {conns}")
+        if d["transport"] != tr.split("+")[0]:
+            problems.append(f"{label} {tr}: the session ran over {d['transport']}")
+        want_digest = "crc32c" if tr == "tcp+dig" else "none"
+        if d.get("digest") != want_digest:
+            problems.append(f"{label} {tr}: negotiated digests {d.get('digest')}, "
+                            f"asked for {want_digest}")
         want = {"r2t": ("no", "yes")}.get(setting, ("yes", "no"))
         if (d["immediate_data"], d["initial_r2t"]) != want:
             problems.append(f"{label} {tr}: negotiated ImmediateData={d['immediate_data']} "
@@ -234,29 +254,33 @@ print(f"iSER (software iWARP) vs iSCSI/TCP, loopback, one iser-target, one {size
        f"per-round ratios)" if rounds != "1" else ""))
 print()
 print("| workload | QD | ImmData/InitR2T | conns | MPA CRC | transport | MB/s | IOPS | mean us | "
-      "p99 us | init CPU s/GB | target CPU s/GB | iSER/TCP | others |")
-print("|---|---:|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+      "p99 us | init CPU s/GB | target CPU s/GB | iSER/TCP | iSER/TCP+dig | others |")
+print("|---|---:|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 others, irq = [], []
 for label in order:
     rw, bs, qd, setting, conns, crc = label.split(":")
     per = runs[label]
-    for tr in ("iser", "tcp"):
+    def ratio_to(rs, peer):
+        if peer not in per:
+            return ""
+        base = {r: float(d["mbps"]) for r, d in per[peer].items()}
+        rr = [x["mbps"] / base[r] for r, x in rs.items() if base.get(r)]
+        return f"{med(rr):.2f}" if rr else ""
+    for tr in ("iser", "tcp", "tcp+dig"):
         if tr not in per:
             continue
         rs = {r: derived(d) for r, d in per[tr].items()}
         m = {k: med([x[k] for x in rs.values()]) for k in next(iter(rs.values()))}
         others += [x["others"] for x in rs.values()]
         irq += [x["irq"] for x in rs.values()]
-        ratio = ""
-        if tr == "iser" and "tcp" in per:
-            tcp = {r: float(d["mbps"]) for r, d in per["tcp"].items()}
-            rr = [x["mbps"] / tcp[r] for r, x in rs.items() if tcp.get(r)]
-            ratio = f"{med(rr):.2f}" if rr else ""
+        is_iser = tr == "iser"
         print(f"| {name[rw]} | {qd} | {setting_name[setting]} | {conns} | "
-              f"{(crc if tr == 'iser' else '-')} | "
-              f"{'iSER' if tr == 'iser' else 'TCP'} | {m['mbps']:,.1f} | {m['iops']:,.0f} | "
+              f"{(crc if is_iser else '-')} | "
+              f"{ {'iser': 'iSER', 'tcp': 'TCP', 'tcp+dig': 'TCP+dig'}[tr] } | "
+              f"{m['mbps']:,.1f} | {m['iops']:,.0f} | "
               f"{m['mean']:.1f} | {m['p99']:.1f} | {m['icpu']:.2f} | {m['tcpu']:.2f} | "
-              f"{ratio} | {m['others']:.0f}% |")
+              f"{ratio_to(rs, 'tcp') if is_iser else ''} | "
+              f"{ratio_to(rs, 'tcp+dig') if is_iser else ''} | {m['others']:.0f}% |")
 print()
 if others:
     print(f"others = CPU used by other processes during a cell, % of all CPUs: "

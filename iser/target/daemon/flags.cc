@@ -19,6 +19,8 @@ const char* DaemonUsage() {
                             iWARP, or both on the same port (default any)
   --mpa-crc yes|no          iSER: want CRC32C on every MPA FPDU (default yes, RFC 5044);
                             no: CRC only when the initiator asks for it (as Linux siw)
+  --digests yes|no          iSCSI/TCP: use HeaderDigest and DataDigest CRC32C when the
+                            initiator offers them (default no: answer None)
   --target IQN              add a target node; the options below apply to the last one
   --alias NAME              TargetAlias
   --lun FILE                add a LUN backed by a sparse file (numbered from 0 in order)
@@ -127,6 +129,7 @@ absl::Status Parser::Apply(absl::string_view name,
                                            "queue-depth",
                                            "drain-timeout",
                                            "busy-poll-us",
+                                           "digests",
                                            "log-level",
                                            "config"};
   if (std::find(std::begin(kKnown), std::end(kKnown), name) == std::end(kKnown))
@@ -207,6 +210,9 @@ absl::Status Parser::Apply(absl::string_view name,
     if (!absl::SimpleAtoi(val, &us) || us > 1000000)
       return absl::InvalidArgumentError("--busy-poll-us must be 0..1000000");
     flags.busy_poll = absl::Microseconds(us);
+  } else if (name == "digests") {
+    if (val != "yes" && val != "no") return absl::InvalidArgumentError("--digests wants yes or no");
+    flags.digests = val == "yes";
   } else if (name == "log-level") {
     if (val == "debug")
       flags.log_level = LogLevel::kDebug;

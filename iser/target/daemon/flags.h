@@ -38,6 +38,8 @@ struct DaemonFlags {
   // MPA CRC32C (RFC 5044 sec 4.4): on by default; off only by this explicit choice, and
   // then still on when the initiator asks for it.
   bool mpa_crc = true;
+  // iSCSI digests (RFC 7143 sec 13.1): CRC32C when the initiator offers it, else None.
+  bool digests = false;
   std::vector<TargetFlags> targets;
   uint32_t queue_depth = 128;
   LogLevel log_level = LogLevel::kInfo;

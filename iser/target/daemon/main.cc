@@ -55,6 +55,7 @@ int Run(int argc, char** argv) {
 
   TargetOptions options;
   options.queue_depth = flags->queue_depth;
+  options.offer.header_digest = options.offer.data_digest = flags->digests;
   if (flags->transport != "tcp") {
     // iSER (RFC 7145 sec 6.7): the initiator may have as many Sends in flight as each
     // connection posts receive buffers for. Declared only when RDMAExtensions=Yes.

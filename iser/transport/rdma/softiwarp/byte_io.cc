@@ -50,7 +50,7 @@ ssize_t StagedFdSource::Readv(const iovec* iov, int iovcnt) {
   if (want >= direct_threshold_ && iovcnt <= kMaxDirect) {
     iovec all[kMaxDirect + 1];
     std::copy(iov, iov + iovcnt, all);
-    all[iovcnt] = {buf_.data(), buf_.size()};
+    all[iovcnt] = {buf_.data(), read_ahead_};
     for (;;) {
       ++syscalls_;
       ssize_t n = ::readv(fd_, all, iovcnt + 1);
@@ -64,7 +64,7 @@ ssize_t StagedFdSource::Readv(const iovec* iov, int iovcnt) {
   }
   for (;;) {
     ++syscalls_;
-    ssize_t n = ::read(fd_, buf_.data(), buf_.size());
+    ssize_t n = ::read(fd_, buf_.data(), read_ahead_);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return errno == EWOULDBLOCK ? -EAGAIN : -errno;
     if (n == 0) return 0;
@@ -72,6 +72,11 @@ ssize_t StagedFdSource::Readv(const iovec* iov, int iovcnt) {
     staged_bytes_ += end_;
     return static_cast<ssize_t>(CopyOut(iov, iovcnt));
   }
+}
+
+void StagedFdSource::SetReadAhead(size_t bytes) {
+  // At least a header and a trailer, so the staged path always makes progress.
+  read_ahead_ = std::clamp<size_t>(bytes, 64, buf_.size());
 }
 
 ssize_t MemoryByteSource::Readv(const iovec* iov, int iovcnt) {

@@ -80,6 +80,7 @@ class RxMachine {
   bool HeaderPrefixComplete();  // validates the first kMinIwarpHdr bytes
   void CrcOverIov(size_t n);
   void ResetSegment();
+  void UpdateReadAhead(ByteSource& src);
 
   RxHandler* handler_;
   bool crc_enabled_;
@@ -107,6 +108,10 @@ class RxMachine {
 
   Crc32c crc_;
   uint64_t fpdus_ = 0;
+  // Mean payload of recent FPDUs (exponentially weighted) and whether the source was
+  // last told to read far ahead (small FPDUs) or not (large ones).
+  uint32_t mean_payload_ = 0;
+  bool small_fpdus_ = false;
 };
 
 }  // namespace iser::softiwarp

@@ -29,8 +29,8 @@
 #include <deque>
 #include <memory>
 #include <string>
-#include <unordered_map>
 
+#include "absl/container/flat_hash_map.h"
 #include "iser/base/event_loop.h"
 #include "iser/initiator/initiator_transport.h"
 #include "iser/transport/iser/iser_header.h"
@@ -120,9 +120,9 @@ class IserInitiatorConnection final : public initiator::InitiatorTransport {
   std::unique_ptr<RegisteredBufferPool> pool_;
   std::unique_ptr<rdma::CompletionChannel> comp_channel_;
   std::unique_ptr<rdma::CompletionQueue> cq_;
-  std::unordered_map<uint32_t, std::unique_ptr<TaskRegs>> tasks_;
-  std::unordered_map<uint32_t, uint32_t> unexpected_by_itt_;  // Sends awaiting an answer
-  std::unordered_map<Wr*, std::unique_ptr<Wr>> inflight_;
+  absl::flat_hash_map<uint32_t, std::unique_ptr<TaskRegs>> tasks_;
+  absl::flat_hash_map<uint32_t, uint32_t> unexpected_by_itt_;  // Sends awaiting an answer
+  absl::flat_hash_map<Wr*, std::unique_ptr<Wr>> inflight_;
   std::deque<std::unique_ptr<Wr>> waiting_;
   std::unique_ptr<rdma::CmId> id_;
   bool cm_fd_registered_ = false;

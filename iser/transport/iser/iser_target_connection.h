@@ -37,8 +37,8 @@
 #include <deque>
 #include <memory>
 #include <string>
-#include <unordered_map>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "iser/base/event_loop.h"
 #include "iser/target/connection_transport.h"
@@ -151,11 +151,11 @@ class IserTargetConnection final : public target::ConnectionTransport {
   // iSER header + BHS of a received Send: the part of each receive in the slab.
   static constexpr uint32_t kRecvHeadSize = kIserHeaderSize + pdu::kBhsSize;
   RegisteredBufferPool::Lease recv_slab_;  // every receive's header and overflow parts
-  std::unordered_map<Wr*, std::unique_ptr<Wr>> inflight_;
+  absl::flat_hash_map<Wr*, std::unique_ptr<Wr>> inflight_;
   std::deque<std::unique_ptr<Wr>> waiting_;  // send WRs waiting for a free SQ slot
   uint32_t sends_posted_ = 0;
 
-  std::unordered_map<uint32_t, Stags> stags_;
+  absl::flat_hash_map<uint32_t, Stags> stags_;
   bool tagged_solicited_only_ = false;
   uint32_t max_outstanding_r2t_ = 1;
   bool full_feature_ = false;

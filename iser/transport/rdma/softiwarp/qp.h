@@ -80,14 +80,14 @@ class SoftQp final : public rdma::QueuePair, private RxHandler {
     uint64_t remote_addr = 0;
     uint32_t rkey = 0;
     uint64_t total = 0;
-    std::vector<iovec> local;  // resolved SGEs
+    absl::InlinedVector<iovec, 4> local;  // resolved SGEs
     enum class St { kQueued, kActive, kAwaitResponse, kDone } st = St::kQueued;
     rdma::WcStatus status = rdma::WcStatus::kSuccess;
     uint64_t progress = 0;  // bytes sent, or Read Response bytes received
   };
   struct RqWqe {
     uint64_t wr_id = 0;
-    std::vector<iovec> buf;
+    absl::InlinedVector<iovec, 4> buf;
     uint64_t total = 0;
     uint64_t placed = 0;
     bool active = false;
@@ -151,10 +151,10 @@ class SoftQp final : public rdma::QueuePair, private RxHandler {
 
   // Send state.
   std::deque<std::unique_ptr<SqWqe>> sq_;
-  size_t sq_next_ = 0;              // first SQ entry not yet started
-  std::deque<SqWqe*> orq_;          // Reads awaiting their response
+  size_t sq_next_ = 0;      // first SQ entry not yet started
+  std::deque<SqWqe*> orq_;  // Reads awaiting their response
   size_t max_orq_ = 0;
-  std::deque<IrqEntry> irq_;        // Read Responses owed
+  std::deque<IrqEntry> irq_;  // Read Responses owed
   uint32_t tx_msn_[kNumUntaggedQueues] = {1, 1, 1};
   TxKind tx_kind_ = TxKind::kNone;
   SqWqe* tx_wqe_ = nullptr;
@@ -167,8 +167,9 @@ class SoftQp final : public rdma::QueuePair, private RxHandler {
   FpduWriter writer_;
   bool batch_solo_ = false;
   bool tx_pump_scheduled_ = false;
-  std::shared_ptr<int> life_ = std::make_shared<int>(0);  // for deferred pumps                // the batch is a Terminate or RTR, alone
-  std::vector<SqWqe*> written_pending_;    // prepared in the batch, done once it is written
+  std::shared_ptr<int> life_ = std::make_shared<int>(
+      0);  // for deferred pumps                // the batch is a Terminate or RTR, alone
+  std::vector<SqWqe*> written_pending_;  // prepared in the batch, done once it is written
   std::vector<iovec> scratch_;
 
   // Receive state.

@@ -28,6 +28,9 @@ struct IserTargetConnection::Wr {
   RegisteredBufferPool::Lease buf;  // send
   IoBuffer data;                    // Write source: the task's read data; receive: data
   rdma::Sge sge;
+  // The registration behind `sge` (kWrite, kRead) or the data SGE (kRecv), held until
+  // the WR completes: the pool's key cache may drop its own reference meanwhile.
+  std::shared_ptr<rdma::MemoryRegion> region;
   // kRecv: iSER header + BHS land in `slot` (this receive's piece of the slab), the AHS
   // and data segment in `data`, what does not fit there (AHS + data beyond its size)
   // in the rest of the slot.
@@ -118,12 +121,13 @@ absl::Status IserTargetConnection::PostRecv(Wr* wr) {
     // owns the old one until it is done with it, so nothing lands there any more).
     wr->data = IoBuffer::Allocate(options_.recv_data_segment);
   }
-  auto data_key = ctx_->pool->LocalKey(wr->data.data(), wr->data.size());
-  if (!data_key.ok()) return data_key.status();
+  auto data_region = ctx_->pool->LocalRegion(wr->data.data(), wr->data.size());
+  if (!data_region.ok()) return data_region.status();
+  wr->region = std::move(*data_region);
   uint32_t slab_key = recv_slab_.lkey();
   wr->recv_sges[0] = {reinterpret_cast<uint64_t>(wr->slot), kRecvHeadSize, slab_key};
   wr->recv_sges[1] = {reinterpret_cast<uint64_t>(wr->data.data()),
-                      static_cast<uint32_t>(wr->data.size()), *data_key};
+                      static_cast<uint32_t>(wr->data.size()), wr->region->lkey()};
   wr->recv_sges[2] = {reinterpret_cast<uint64_t>(wr->slot + kRecvHeadSize),
                       static_cast<uint32_t>(RecvSlotSize() - kRecvHeadSize), slab_key};
   rdma::RecvWr r;
@@ -372,12 +376,13 @@ bool IserTargetConnection::QueueDataIn(target::Task& task, bool /*with_status*/)
   wr->kind = Wr::Kind::kWrite;
   wr->opcode = rdma::WrOpcode::kRdmaWrite;
   wr->data = std::move(task.buffer);
-  auto lkey = ctx_->pool->LocalKey(wr->data.data(), len);
-  if (!lkey.ok()) {
-    FailLater(lkey.status());
+  auto region = ctx_->pool->LocalRegion(wr->data.data(), len);
+  if (!region.ok()) {
+    FailLater(region.status());
     return false;
   }
-  wr->sge = {reinterpret_cast<uint64_t>(wr->data.data()), len, *lkey};
+  wr->region = std::move(*region);
+  wr->sge = {reinterpret_cast<uint64_t>(wr->data.data()), len, wr->region->lkey()};
   wr->remote_addr = it->second.read_base;
   wr->rkey = it->second.read_stag;
   ++rdma_writes_;
@@ -405,11 +410,12 @@ void IserTargetConnection::GetDataOut(target::Task& task) {
     wr->offset = r2t->bhs.u32(pdu::field::kBufferOffset);
     wr->length = r2t->bhs.u32(pdu::field::kDesiredLength);
     // Zero copy: the Read lands in the task buffer at the burst's offset.
-    auto lkey = ctx_->pool->LocalKey(task.buffer.data(), task.edtl);
-    if (!lkey.ok()) {
-      FailLater(lkey.status());
+    auto region = ctx_->pool->LocalRegion(task.buffer.data(), task.edtl);
+    if (!region.ok()) {
+      FailLater(region.status());
       return;
     }
+    wr->region = std::move(*region);
     if (!task.transport_state) {
       task.transport_state = std::make_shared<ReadSink>();
       task.on_destroy = [](target::Task& t) {
@@ -419,7 +425,8 @@ void IserTargetConnection::GetDataOut(target::Task& task) {
       };
     }
     wr->sink = std::static_pointer_cast<ReadSink>(task.transport_state);
-    wr->sge = {reinterpret_cast<uint64_t>(task.buffer.data() + wr->offset), wr->length, *lkey};
+    wr->sge = {reinterpret_cast<uint64_t>(task.buffer.data() + wr->offset), wr->length,
+               wr->region->lkey()};
     // TO = Write Base Offset + Buffer Offset; with TaggedBufferForSolicitedDataOnly the
     // tagged buffer starts at the first solicited byte (RFC 7145 sec 6.9, 7.3.5).
     uint64_t buffer_offset =

@@ -61,18 +61,20 @@ absl::StatusOr<RegisteredBufferPool::Lease> RegisteredBufferPool::Get(size_t siz
 
 void RegisteredBufferPool::Put(Chunk* chunk) { free_[chunk->size_class].push_back(chunk); }
 
-absl::StatusOr<uint32_t> RegisteredBufferPool::LocalKey(const void* addr, size_t len) {
+absl::StatusOr<std::shared_ptr<rdma::MemoryRegion>> RegisteredBufferPool::LocalRegion(
+    const void* addr, size_t len) {
   auto key = reinterpret_cast<uintptr_t>(addr);
   auto it = key_cache_.find(key);
-  if (it != key_cache_.end() && it->second.len >= len) return it->second.mr->lkey();
+  if (it != key_cache_.end() && it->second.len >= len) return it->second.mr;
+  // Dropping the cache's references deregisters only regions no work request holds.
   if (key_cache_.size() >= kMaxCachedKeys) key_cache_.clear();
   // Local access only: the peer never gets this key.
   auto mr = pd_->RegisterMemory(const_cast<void*>(addr), len, rdma::kAccessLocalWrite);
   if (!mr.ok()) return mr.status();
   ++registrations_;
-  uint32_t lkey = (*mr)->lkey();
-  key_cache_[key] = Cached{len, std::move(*mr)};
-  return lkey;
+  std::shared_ptr<rdma::MemoryRegion> region = std::move(*mr);
+  key_cache_[key] = Cached{len, region};
+  return region;
 }
 
 }  // namespace iser::iser_transport

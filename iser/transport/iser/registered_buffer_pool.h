@@ -6,8 +6,11 @@
 //  - Lease(): a pool buffer (power-of-two size class, page aligned) for receive
 //    buffers, control-PDU Sends and RDMA Read sinks; returned to the pool when the
 //    Lease dies.
-//  - LocalKey(): an lkey for caller-owned memory (task IoBuffers, which have their own
-//    per-thread recycling), cached by address so recycled IoBuffers hit the cache.
+//  - LocalRegion(): a registration of caller-owned memory (task IoBuffers, which have
+//    their own per-thread recycling), cached by address so recycled IoBuffers hit the
+//    cache. Shared: a work request holds its region until it completes, so the cache
+//    may drop entries (when full, or re-registering an address for a longer length)
+//    without ever deregistering a region under a posted work request.
 //
 // One pool per PD per event loop; not thread-safe.
 #ifndef ISER_TRANSPORT_ISER_REGISTERED_BUFFER_POOL_H_
@@ -67,8 +70,10 @@ class RegisteredBufferPool {
   RegisteredBufferPool& operator=(const RegisteredBufferPool&) = delete;
 
   absl::StatusOr<Lease> Get(size_t size);
-  // lkey of a local-access registration covering [addr, addr + len).
-  absl::StatusOr<uint32_t> LocalKey(const void* addr, size_t len);
+  // A local-access registration covering [addr, addr + len). Keep the returned
+  // reference for as long as a work request uses its lkey.
+  absl::StatusOr<std::shared_ptr<rdma::MemoryRegion>> LocalRegion(const void* addr, size_t len);
+  size_t cached_regions() const { return key_cache_.size(); }
 
   size_t registrations() const { return registrations_; }
 
@@ -84,7 +89,7 @@ class RegisteredBufferPool {
   std::vector<Chunk*> free_[kMaxClass + 1];
   struct Cached {
     size_t len;
-    std::unique_ptr<rdma::MemoryRegion> mr;
+    std::shared_ptr<rdma::MemoryRegion> mr;
   };
   std::map<uintptr_t, Cached> key_cache_;
   size_t registrations_ = 0;

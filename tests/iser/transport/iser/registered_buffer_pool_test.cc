@@ -62,19 +62,40 @@ TEST_F(PoolTest, LeasesAreRegisteredOnceAndReused) {
   EXPECT_EQ(pool_->registrations(), 3u);
 }
 
-TEST_F(PoolTest, LocalKeysAreCachedByAddress) {
+TEST_F(PoolTest, LocalRegionsAreCachedByAddress) {
   IoBuffer buf = IoBuffer::Allocate(64 << 10);
-  auto k1 = pool_->LocalKey(buf.data(), 32 << 10);
-  auto k2 = pool_->LocalKey(buf.data(), 64 << 10);  // longer: re-registered
-  auto k3 = pool_->LocalKey(buf.data(), 4096);      // covered: cached
-  ASSERT_TRUE(k1.ok() && k2.ok() && k3.ok());
-  EXPECT_NE(*k1, *k2);
-  EXPECT_EQ(*k2, *k3);
+  auto r1 = pool_->LocalRegion(buf.data(), 32 << 10);
+  auto r2 = pool_->LocalRegion(buf.data(), 64 << 10);  // longer: re-registered
+  auto r3 = pool_->LocalRegion(buf.data(), 4096);      // covered: cached
+  ASSERT_TRUE(r1.ok() && r2.ok() && r3.ok());
+  uint32_t k1 = (*r1)->lkey(), k2 = (*r2)->lkey();
+  EXPECT_NE(k1, k2);
+  EXPECT_EQ(r2->get(), r3->get());
   EXPECT_EQ(pool_->registrations(), 2u);
-  const softiwarp::MrEntry* e = dev_->mrs().Find(*k2);
+  const softiwarp::MrEntry* e = dev_->mrs().Find(k2);
   ASSERT_NE(e, nullptr);
   EXPECT_EQ(e->access, rdma::kAccessLocalWrite);  // never remotely accessible
-  EXPECT_EQ(dev_->mrs().Find(*k1), nullptr);       // the shorter one was dropped
+  // The shorter one left the cache but stays registered while someone holds it.
+  EXPECT_NE(dev_->mrs().Find(k1), nullptr);
+  r1->reset();
+  EXPECT_EQ(dev_->mrs().Find(k1), nullptr);
+}
+
+TEST_F(PoolTest, RegionInUseSurvivesTheCacheBeingFlushed) {
+  // Before: a full cache was cleared wholesale, deregistering regions that queued work
+  // requests still named by lkey; softiwarp then failed those WRs with a local
+  // protection error and the connection went down.
+  std::vector<uint8_t> mem(8192 * 64);
+  auto in_use = pool_->LocalRegion(mem.data(), 64);
+  ASSERT_TRUE(in_use.ok());
+  uint32_t key = (*in_use)->lkey();
+  for (size_t i = 1; i < 8192; ++i) ASSERT_TRUE(pool_->LocalRegion(mem.data() + i * 64, 64).ok());
+  EXPECT_LT(pool_->cached_regions(), 8192u);  // the cache was flushed on the way
+  const softiwarp::MrEntry* e = dev_->mrs().Find(key);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->addr, reinterpret_cast<uint64_t>(mem.data()));
+  in_use->reset();
+  EXPECT_EQ(dev_->mrs().Find(key), nullptr);
 }
 
 TEST_F(PoolTest, TooLargeIsAnError) {

@@ -81,9 +81,11 @@ class InitiatorTransport {
   virtual std::string peer_address() const = 0;
   // Whether write data past the immediate data should wait for the target to solicit
   // it even where InitialR2T=No allows unsolicited Data-Out (FirstBurstLength is a
-  // limit, not a duty: RFC 7143 sec 13.14). Over iSER the target fetches solicited data
-  // by RDMA Read straight into its buffer, while every unsolicited Data-Out Send costs
-  // it a copy out of a receive buffer and one of its MaxOutstandingUnexpectedPDUs.
+  // limit, not a duty: RFC 7143 sec 13.14), and a write that does not fit whole in the
+  // immediate data should send none (immediate data is allowed, never required). Over
+  // iSER the target fetches solicited data by RDMA Read straight into its buffer, while
+  // every unsolicited Data-Out Send, and the immediate part of a longer write, costs it
+  // a copy out of a receive buffer (and a Send one of its MaxOutstandingUnexpectedPDUs).
   virtual bool solicit_beyond_immediate() const { return false; }
 
   // Before the first Login Request: what this transport needs in the login (iSER

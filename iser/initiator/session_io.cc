@@ -57,6 +57,10 @@ void Session::Issue(Task& task, Connection& conn) {
       uint32_t max_segment =
           params_.rdma_extensions ? params_.target_recv_dsl : params_.target_max_recv_dsl;
       immediate = std::min({edtl, params_.first_burst_length, max_segment});
+      // A transport that fetches solicited data in place sends immediate data only when
+      // the whole write fits: a write that needs soliciting anyway costs a round trip
+      // either way, and its immediate part would be copied out of a receive buffer.
+      if (immediate < edtl && conn.transport->solicit_beyond_immediate()) immediate = 0;
     }
     unsolicited_end = params_.initial_r2t || conn.transport->solicit_beyond_immediate()
                           ? immediate

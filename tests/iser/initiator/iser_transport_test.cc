@@ -102,10 +102,44 @@ TEST(InitiatorOverIser, WriteDataModes) {
   }
 }
 
+// ImmediateData=Yes over iSER: a write that fits the target's receive buffer goes whole
+// in the command's Send (the target adopts the buffer: no copy); a longer one sends no
+// immediate data and is RDMA-read whole into the task buffer, instead of 16 KiB copied
+// out of a receive buffer plus an RDMA Read of the rest.
+TEST(InitiatorOverIser, OnlyWholeWritesGoAsImmediateData) {
+  InProcessTarget target(PortalSetup());
+  SessionConfig cfg = target.Config(TransportChoice::kIser);
+  cfg.immediate_data = true;
+  cfg.initial_r2t = false;
+  Connected c = ConnectTo(cfg);
+  ASSERT_NE(c.lun, nullptr);
+  login::OperationalParams p;
+  c.ini->RunOnLoop([&] { p = c.ini->session()->params(); });
+  ASSERT_TRUE(p.immediate_data);
+  ASSERT_GE(p.first_burst_length, p.target_recv_dsl);
+  struct Case {
+    size_t bytes;
+    uint64_t handed_over;  // receive buffers the target handed to a task
+  };
+  uint64_t lba = 0;
+  int seed = 7;
+  for (Case k : {Case{4096, 1}, Case{p.target_recv_dsl, 1}, Case{p.target_recv_dsl + 512, 0},
+                 Case{128 << 10, 0}}) {
+    uint64_t before = target.iser_portal()->immediate_buffers_handed_over();
+    std::vector<uint8_t> data = Pattern(k.bytes, seed++);
+    ASSERT_TRUE(c.ini->Write(c.lun, lba, data).ok()) << k.bytes;
+    EXPECT_EQ(target.iser_portal()->immediate_buffers_handed_over() - before, k.handed_over)
+        << k.bytes;
+    EXPECT_EQ(0, std::memcmp(target.store().data().data() + lba * 512, data.data(), k.bytes))
+        << k.bytes;
+    lba += k.bytes / 512 + 1;
+  }
+}
+
 TEST(InitiatorOverIser, ManyConcurrentCommandsStayWithinTheTargetsCredits) {
   InProcessTarget target(PortalSetup());
   SessionConfig cfg = target.Config(TransportChoice::kIser);
-  cfg.initial_r2t = false;  // 64 KiB writes: immediate + 7 unsolicited Data-Out Sends each
+  cfg.initial_r2t = false;  // 64 KiB writes: each a Send without data, then an RDMA Read
   Connected c = ConnectTo(cfg);
   ASSERT_NE(c.lun, nullptr);
   testing::ConcurrentWritesThenReads(target, c.ini.get(), c.lun, 256, 64 << 10, 300);

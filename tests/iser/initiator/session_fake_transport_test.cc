@@ -328,7 +328,8 @@ TEST_F(SessionWire, WriteSendsImmediateUnsolicitedAndSolicitedData) {
 }
 
 // A transport that wants write data solicited (iSER: RDMA Read costs the target no copy)
-// sends only the immediate data with the command, F set, even though InitialR2T=No.
+// sends no unsolicited Data-Out even though InitialR2T=No, and immediate data only for
+// a write that fits whole: a longer one goes as the bare command, F set.
 TEST_F(SessionWire, TransportThatPrefersSolicitedDataSendsNoUnsolicitedDataOut) {
   LogIn(Offer(), 16);
   fake_->solicit = true;
@@ -344,14 +345,14 @@ TEST_F(SessionWire, TransportThatPrefersSolicitedDataSendsNoUnsolicitedDataOut) 
   });
   auto cmds = Sent(Opcode::kScsiCommand);
   ASSERT_EQ(cmds.size(), 1u);
-  EXPECT_TRUE(cmds[0].bhs.final_bit());   // no unsolicited Data-Out follows
-  EXPECT_EQ(cmds[0].data.size(), 8192u);  // the immediate data is still sent
+  EXPECT_TRUE(cmds[0].bhs.final_bit());  // no unsolicited Data-Out follows
+  EXPECT_EQ(cmds[0].data.size(), 0u);    // nor immediate data: the write is longer
   EXPECT_TRUE(Sent(Opcode::kDataOut).empty());
   OnLoop([&] {
     Bhs r2t = Bhs::Make(Opcode::kR2t);
     r2t.set_itt(cmds[0].bhs.itt());
     r2t.set_ttt(0x90);
-    r2t.set_u32(pdu::field::kBufferOffset, 8192);
+    r2t.set_u32(pdu::field::kBufferOffset, 0);
     r2t.set_u32(pdu::field::kDesiredLength, 65536);
     fake_->Deliver(r2t, {}, false);
   });
@@ -359,10 +360,26 @@ TEST_F(SessionWire, TransportThatPrefersSolicitedDataSendsNoUnsolicitedDataOut) 
   EXPECT_EQ(outs.size(), 8u);
   if (!outs.empty()) {
     EXPECT_EQ(outs[0].bhs.ttt(), 0x90u);
-    EXPECT_EQ(outs[0].bhs.u32(pdu::field::kBufferOffset), 8192u);
+    EXPECT_EQ(outs[0].bhs.u32(pdu::field::kBufferOffset), 0u);
   }
   OnLoop([&] { fake_->Deliver(ScsiResponse(cmds[0].bhs.itt(), 0)); });
   ASSERT_TRUE(result->ok()) << result->status();
+
+  // A write that fits the immediate data goes whole with the command.
+  std::vector<uint8_t> small(8192, 0x4d);
+  auto small_result = std::make_shared<absl::StatusOr<ScsiResult>>(absl::UnknownError("pending"));
+  OnLoop([&] {
+    ScsiCommand c;
+    c.cdb[0] = 0x8a;
+    c.write = small;
+    session_->Submit(c, [small_result](absl::StatusOr<ScsiResult> r) { *small_result = r; });
+  });
+  cmds = Sent(Opcode::kScsiCommand);
+  ASSERT_EQ(cmds.size(), 2u);
+  EXPECT_TRUE(cmds[1].bhs.final_bit());
+  EXPECT_EQ(cmds[1].data.size(), 8192u);
+  OnLoop([&] { fake_->Deliver(ScsiResponse(cmds[1].bhs.itt(), 0)); });
+  ASSERT_TRUE(small_result->ok()) << small_result->status();
 }
 
 TEST_F(SessionWire, ReadDataLandsInPlaceWithCollapsedStatus) {

@@ -98,9 +98,7 @@ TEST_F(PoolTest, RegionInUseSurvivesTheCacheBeingFlushed) {
   EXPECT_EQ(dev_->mrs().Find(key), nullptr);
 }
 
-TEST_F(PoolTest, TooLargeIsAnError) {
-  EXPECT_FALSE(pool_->Get(size_t{1} << 40).ok());
-}
+TEST_F(PoolTest, TooLargeIsAnError) { EXPECT_FALSE(pool_->Get(size_t{1} << 40).ok()); }
 
 }  // namespace
 }  // namespace iser::iser_transport

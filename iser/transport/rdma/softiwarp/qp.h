@@ -165,10 +165,9 @@ class SoftQp final : public rdma::QueuePair, private RxHandler {
   bool close_after_tx_ = false;
   std::vector<uint8_t> term_pending_;
   FpduWriter writer_;
-  bool batch_solo_ = false;
+  bool batch_solo_ = false;  // the batch is a Terminate or RTR, alone
   bool tx_pump_scheduled_ = false;
-  std::shared_ptr<int> life_ = std::make_shared<int>(
-      0);  // for deferred pumps                // the batch is a Terminate or RTR, alone
+  std::shared_ptr<int> life_ = std::make_shared<int>(0);  // for deferred pumps
   std::vector<SqWqe*> written_pending_;  // prepared in the batch, done once it is written
   std::vector<iovec> scratch_;
 

@@ -85,8 +85,8 @@ bool RxMachine::HeaderPrefixComplete() {
 void RxMachine::UpdateReadAhead(ByteSource& src) {
   // Weight 1/8: a 128 KiB transfer (two 64 KiB FPDUs, a short tail, a small Send) stays
   // "large"; a stream of 4 KiB Sends and RDMA Writes stays "small".
-  mean_payload_ = static_cast<uint32_t>(
-      (uint64_t{mean_payload_} * 7 + std::min<uint32_t>(payload_len_, 1 << 20)) / 8);
+  // payload_len_ < 64 KiB (16-bit ULPDU_Length), so this cannot overflow.
+  mean_payload_ = (mean_payload_ * 7 + payload_len_) / 8;
   bool small = mean_payload_ < kSmallFpduPayload;
   if (small == small_fpdus_) return;
   small_fpdus_ = small;

@@ -44,6 +44,13 @@ size_t StagedFdSource::CopyOut(const iovec* iov, int iovcnt) {
 ssize_t StagedFdSource::Readv(const iovec* iov, int iovcnt) {
   if (begin_ < end_) return static_cast<ssize_t>(CopyOut(iov, iovcnt));
   begin_ = end_ = 0;
+  if (drained_) {
+    // The last read came back short: the socket was empty then. Our caller is woken by
+    // level-triggered epoll, which reports anything that arrived since, so a read now
+    // would almost always be an EAGAIN syscall.
+    drained_ = false;
+    return -EAGAIN;
+  }
   size_t want = 0;
   for (int i = 0; i < iovcnt; ++i) want += iov[i].iov_len;
   constexpr int kMaxDirect = 63;
@@ -56,6 +63,7 @@ ssize_t StagedFdSource::Readv(const iovec* iov, int iovcnt) {
       ssize_t n = ::readv(fd_, all, iovcnt + 1);
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+      drained_ = n > 0 && static_cast<size_t>(n) < want + read_ahead_;
       if (static_cast<size_t>(n) <= want) return n;
       end_ = static_cast<size_t>(n) - want;  // the staging iovec got the rest
       staged_bytes_ += end_;
@@ -68,6 +76,7 @@ ssize_t StagedFdSource::Readv(const iovec* iov, int iovcnt) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return errno == EWOULDBLOCK ? -EAGAIN : -errno;
     if (n == 0) return 0;
+    drained_ = static_cast<size_t>(n) < read_ahead_;
     end_ = static_cast<size_t>(n);
     staged_bytes_ += end_;
     return static_cast<ssize_t>(CopyOut(iov, iovcnt));

@@ -50,6 +50,8 @@ class FdByteIo : public ByteSource, public ByteSink {
 // is mostly read directly, not copied, and raises it while FPDUs are small, so a stream
 // of 4 KiB FPDUs costs one syscall per many FPDUs (each payload then copied once from
 // the staging buffer, counted in staged_bytes()).
+// After a short read (less than asked for: the socket was empty), the next call returns
+// -EAGAIN without a syscall; the caller must be woken by level-triggered readiness.
 class StagedFdSource : public ByteSource {
  public:
   explicit StagedFdSource(int fd, size_t stage_bytes = 64 << 10, size_t initial_read_ahead = 4096,
@@ -72,6 +74,7 @@ class StagedFdSource : public ByteSource {
   size_t read_ahead_;
   size_t direct_threshold_;
   size_t begin_ = 0, end_ = 0;
+  bool drained_ = false;  // the last read returned less than asked for
   uint64_t syscalls_ = 0;
   uint64_t staged_bytes_ = 0;
 };

@@ -114,6 +114,32 @@ TEST(StagedFdSourceTest, FarReadAheadServesManySmallMessagesPerSyscall) {
   EXPECT_LE(syscalls[1], 8u);
 }
 
+TEST(StagedFdSourceTest, ShortReadSkipsTheEagainSyscallThatWouldFollow) {
+  for (size_t want : {size_t{16}, size_t{8192}}) {  // a staged read and a direct read
+    SocketPair sp;
+    std::vector<uint8_t> data = Pattern(1000);
+    sp.Write(data);
+    StagedFdSource src(sp.reader.get());
+    std::vector<uint8_t> out(8192);
+    size_t got = 0;
+    while (got < data.size()) {
+      iovec iov{out.data() + got, std::min(want, data.size() - got)};
+      ssize_t r = src.Readv(&iov, 1);
+      ASSERT_GT(r, 0) << "want " << want;
+      got += static_cast<size_t>(r);
+    }
+    EXPECT_TRUE(std::equal(data.begin(), data.end(), out.begin()));
+    uint64_t before = src.syscalls();
+    iovec iov{out.data(), want};
+    EXPECT_EQ(src.Readv(&iov, 1), -EAGAIN);  // the socket came up short: no syscall
+    EXPECT_EQ(src.syscalls(), before) << "want " << want;
+    // The next call (after a wakeup) reads again and sees what arrived since.
+    sp.Write(Pattern(10));
+    EXPECT_EQ(src.Readv(&iov, 1), 10);
+    EXPECT_EQ(src.syscalls(), before + 1);
+  }
+}
+
 // A ByteSource over memory that records the read-ahead it was told.
 class RecordingSource : public ByteSource {
  public:

@@ -104,7 +104,7 @@ IserInitiatorConnection::IserInitiatorConnection(EventLoop* loop, std::string po
 
 IserInitiatorConnection::~IserInitiatorConnection() {
   if (connect_timer_ != 0) loop_->CancelTimer(connect_timer_);
-  if (cq_fd_registered_) loop_->RemoveFd(comp_channel_->fd());
+  if (cq_fd_registered_) comp_channel_->Unwatch(loop_);
   if (cm_fd_registered_) loop_->RemoveFd(cm_channel_->fd());
   id_.reset();  // the QP first: no more completions or placements into our memory
   waiting_.clear();
@@ -159,7 +159,7 @@ absl::Status IserInitiatorConnection::CreateQpAndPostReceives() {
     if (absl::Status s = PostRecv(raw); !s.ok()) return s;
   }
   if (absl::Status s = cq_->RequestNotify(false); !s.ok()) return s;
-  absl::Status s = loop_->AddFd(comp_channel_->fd(), EPOLLIN, [this](uint32_t) { OnCqEvent(); });
+  absl::Status s = comp_channel_->Watch(loop_, [this] { OnCqEvent(); });
   if (!s.ok()) return s;
   cq_fd_registered_ = true;
   return absl::OkStatus();
@@ -512,7 +512,7 @@ void IserInitiatorConnection::Fail(const absl::Status& why) {
   if (!why.ok() && !absl::IsAborted(why))
     ISER_LOG(kInfo, "iser initiator %s: %s", peer_, std::string(why.message()));
   if (cq_fd_registered_) {
-    loop_->RemoveFd(comp_channel_->fd());
+    comp_channel_->Unwatch(loop_);
     cq_fd_registered_ = false;
   }
   waiting_.clear();

@@ -72,7 +72,7 @@ IserTargetConnection::IserTargetConnection(EventLoop* loop, std::shared_ptr<Iser
 }
 
 IserTargetConnection::~IserTargetConnection() {
-  if (fd_registered_) loop_->RemoveFd(comp_channel_->fd());
+  if (fd_registered_) comp_channel_->Unwatch(loop_);
   id_.reset();  // QP first, then the CQ and channel (members below)
   waiting_.clear();
   inflight_.clear();
@@ -139,7 +139,7 @@ absl::Status IserTargetConnection::PostRecv(Wr* wr) {
 void IserTargetConnection::SetEvents(target::TransportEvents* events) {
   events_ = events;
   if (closed_ || fd_registered_) return;
-  absl::Status s = loop_->AddFd(comp_channel_->fd(), EPOLLIN, [this](uint32_t) { OnCqEvent(); });
+  absl::Status s = comp_channel_->Watch(loop_, [this] { OnCqEvent(); });
   if (!s.ok()) {
     FailLater(s);
     return;
@@ -525,7 +525,7 @@ void IserTargetConnection::Fail(const absl::Status& why) {
   if (!why.ok() && !absl::IsAborted(why))
     ISER_LOG(kInfo, "iser %s: %s", peer_, std::string(why.message()));
   if (fd_registered_) {
-    loop_->RemoveFd(comp_channel_->fd());
+    comp_channel_->Unwatch(loop_);
     fd_registered_ = false;
   }
   waiting_.clear();

@@ -18,8 +18,10 @@
 #include <memory>
 #include <span>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "iser/base/event_loop.h"
 #include "iser/transport/rdma/rdma_types.h"
 
 namespace iser::rdma {
@@ -56,6 +58,16 @@ class CompletionChannel {
   // ibv_get_cq_event + ibv_ack_cq_events(cq, 1): the CQ that fired, or Unavailable if
   // none is pending (the fd is non-blocking). Re-arm with RequestNotify afterwards.
   virtual absl::StatusOr<CompletionQueue*> GetEvent() = 0;
+
+  // Runs `on_event` on `loop`'s thread when events may be pending; drain them with
+  // GetEvent. The default watches fd() for EPOLLIN (what a verbs consumer does with
+  // ibv_comp_channel::fd). A provider that produces completions on that same loop
+  // overrides it to call `on_event` without the fd round trip. One watcher at a time;
+  // Unwatch before the loop or the callback's captures go away.
+  virtual absl::Status Watch(EventLoop* loop, absl::AnyInvocable<void()> on_event) {
+    return loop->AddFd(fd(), EPOLLIN, [cb = std::move(on_event)](uint32_t) mutable { cb(); });
+  }
+  virtual void Unwatch(EventLoop* loop) { loop->RemoveFd(fd()); }
 };
 
 // ibv_cq.
@@ -90,12 +102,12 @@ class QueuePair {
 // ibv_context.
 class Device {
  public:
-  virtual ~Device() = default;  // ibv_close_device
+  virtual ~Device() = default;                                              // ibv_close_device
   virtual absl::StatusOr<std::unique_ptr<ProtectionDomain>> AllocPd() = 0;  // ibv_alloc_pd
   virtual absl::StatusOr<std::unique_ptr<CompletionChannel>> CreateCompletionChannel() = 0;
   // ibv_create_cq(context, cqe, cq_context, channel, 0). channel may be null.
   virtual absl::StatusOr<std::unique_ptr<CompletionQueue>> CreateCq(int cqe, void* cq_context,
-                                                                   CompletionChannel* channel) = 0;
+                                                                    CompletionChannel* channel) = 0;
 };
 
 }  // namespace iser::rdma

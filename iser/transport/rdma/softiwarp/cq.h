@@ -4,7 +4,10 @@
 #define ISER_TRANSPORT_RDMA_SOFTIWARP_CQ_H_
 
 #include <deque>
+#include <memory>
 
+#include "absl/functional/any_invocable.h"
+#include "iser/base/event_loop.h"
 #include "iser/base/unique_fd.h"
 #include "iser/transport/rdma/verbs.h"
 
@@ -14,17 +17,33 @@ class SoftCq;
 
 class SoftCompletionChannel final : public rdma::CompletionChannel {
  public:
-  static absl::StatusOr<std::unique_ptr<SoftCompletionChannel>> Create();
+  // `loop` is the device's loop, where every completion of its CQs is produced.
+  static absl::StatusOr<std::unique_ptr<SoftCompletionChannel>> Create(EventLoop* loop);
+  ~SoftCompletionChannel() override { *alive_ = false; }
   int fd() const override { return fd_.get(); }
   absl::StatusOr<rdma::CompletionQueue*> GetEvent() override;
+  // On the device's loop the watcher is called after the batch of work that produced
+  // the event (EventLoop::Defer): no eventfd write, epoll wakeup and read per event,
+  // which were three syscalls per completion batch. Another loop watches the fd.
+  absl::Status Watch(EventLoop* loop, absl::AnyInvocable<void()> on_event) override;
+  void Unwatch(EventLoop* loop) override;
 
   void Notify(SoftCq* cq);
   void Forget(SoftCq* cq);
 
  private:
-  explicit SoftCompletionChannel(UniqueFd fd) : fd_(std::move(fd)) {}
+  SoftCompletionChannel(EventLoop* loop, UniqueFd fd) : loop_(loop), fd_(std::move(fd)) {}
+  void Signal();
+  void ClearSignal();
+
+  EventLoop* loop_;
   UniqueFd fd_;
   std::deque<SoftCq*> events_;
+  bool fd_signaled_ = false;  // the eventfd holds a count
+  // Shared so that a call in progress survives Unwatch from inside it.
+  std::shared_ptr<absl::AnyInvocable<void()>> in_loop_watcher_;
+  bool dispatch_deferred_ = false;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // for deferred dispatch
 };
 
 class SoftCq final : public rdma::CompletionQueue {

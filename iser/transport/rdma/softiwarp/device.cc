@@ -9,7 +9,7 @@ absl::StatusOr<std::unique_ptr<rdma::ProtectionDomain>> SoftDevice::AllocPd() {
 }
 
 absl::StatusOr<std::unique_ptr<rdma::CompletionChannel>> SoftDevice::CreateCompletionChannel() {
-  auto ch = SoftCompletionChannel::Create();
+  auto ch = SoftCompletionChannel::Create(loop_);
   if (!ch.ok()) return ch.status();
   return std::unique_ptr<rdma::CompletionChannel>(std::move(*ch));
 }

@@ -86,8 +86,7 @@ class PrereadThenFd final : public ByteSource {
 
 // ---------------------------------------------------------------- event channel
 
-absl::StatusOr<std::unique_ptr<SoftCmEventChannel>> SoftCmEventChannel::Create(
-    SoftDevice* device) {
+absl::StatusOr<std::unique_ptr<SoftCmEventChannel>> SoftCmEventChannel::Create(SoftDevice* device) {
   UniqueFd fd(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   if (!fd) return Errno("eventfd");
   return std::unique_ptr<SoftCmEventChannel>(new SoftCmEventChannel(device, std::move(fd)));
@@ -98,14 +97,19 @@ absl::StatusOr<std::unique_ptr<rdma::CmId>> SoftCmEventChannel::CreateId(void* c
 }
 
 absl::StatusOr<rdma::CmEvent> SoftCmEventChannel::GetEvent() {
-  if (events_.empty()) return absl::UnavailableError("no CM event");
+  if (events_.empty()) {
+    DrainFd();  // never leave the fd readable with nothing to get: its loop would spin
+    return absl::UnavailableError("no CM event");
+  }
   rdma::CmEvent e = std::move(events_.front());
   events_.pop_front();
-  if (events_.empty()) {
-    uint64_t v;
-    [[maybe_unused]] ssize_t n = ::read(fd_.get(), &v, sizeof(v));
-  }
+  if (events_.empty()) DrainFd();
   return e;
+}
+
+void SoftCmEventChannel::DrainFd() {
+  uint64_t v;
+  [[maybe_unused]] ssize_t n = ::read(fd_.get(), &v, sizeof(v));
 }
 
 void SoftCmEventChannel::Push(rdma::CmEvent event) {
@@ -116,6 +120,9 @@ void SoftCmEventChannel::Push(rdma::CmEvent event) {
 
 void SoftCmEventChannel::Forget(rdma::CmId* id) {
   std::erase_if(events_, [id](const rdma::CmEvent& e) { return e.id == id || e.listen_id == id; });
+  // The id's events may have been all there was (e.g. DISCONNECTED of a connection torn
+  // down before its owner got to it): the fd must not stay readable for nothing.
+  if (events_.empty()) DrainFd();
 }
 
 // ---------------------------------------------------------------- CM id
@@ -148,8 +155,7 @@ void SoftCmId::ArmTimer(absl::Duration d) {
     if (token.expired()) return;
     timer_.reset();
     if (state_ == State::kAwaitReply || state_ == State::kTcpConnecting) {
-      Fail(state_ == State::kTcpConnecting ? CmEventType::kUnreachable
-                                           : CmEventType::kConnectError,
+      Fail(state_ == State::kTcpConnecting ? CmEventType::kUnreachable : CmEventType::kConnectError,
            -ETIMEDOUT, false);
     } else if (state_ == State::kAwaitRequest) {
       Fail(CmEventType::kConnectError, -ETIMEDOUT, true);
@@ -251,8 +257,7 @@ void SoftCmId::StartPassive(SoftCmId* listener, UniqueFd fd, std::vector<uint8_t
   SetNoDelay(fd_.get());
   state_ = State::kAwaitRequest;
   reader_.emplace(/*expect_reply=*/false);
-  absl::Status s =
-      loop_->AddFd(fd_.get(), EPOLLIN, [this](uint32_t ev) { OnHandshakeEvent(ev); });
+  absl::Status s = loop_->AddFd(fd_.get(), EPOLLIN, [this](uint32_t ev) { OnHandshakeEvent(ev); });
   if (!s.ok()) {
     Fail(CmEventType::kConnectError, -EIO, true);
     return;
@@ -269,7 +274,8 @@ void SoftCmId::PromoteChild(SoftCmId* child) {
     e.id = child;
     e.listen_id = this;
     e.param.private_data = child->request_.private_data;
-    e.param.responder_resources = static_cast<uint8_t>(std::min<uint16_t>(child->request_.ird, 255));
+    e.param.responder_resources =
+        static_cast<uint8_t>(std::min<uint16_t>(child->request_.ird, 255));
     e.param.initiator_depth = static_cast<uint8_t>(std::min<uint16_t>(child->request_.ord, 255));
     e.new_id = std::move(*it);
     pending_.erase(it);
@@ -317,8 +323,7 @@ absl::Status SoftCmId::Connect(const rdma::ConnParam& param) {
     return Errno("connect");
   fd_ = std::move(fd);
   state_ = State::kTcpConnecting;
-  absl::Status s =
-      loop_->AddFd(fd_.get(), EPOLLOUT, [this](uint32_t ev) { OnHandshakeEvent(ev); });
+  absl::Status s = loop_->AddFd(fd_.get(), EPOLLOUT, [this](uint32_t ev) { OnHandshakeEvent(ev); });
   if (!s.ok()) return s;
   fd_registered_ = true;
   ArmTimer(device_->options().reply_timeout);

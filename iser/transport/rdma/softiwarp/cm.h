@@ -33,6 +33,7 @@ class SoftCmEventChannel final : public rdma::CmEventChannel {
 
  private:
   SoftCmEventChannel(SoftDevice* device, UniqueFd fd) : device_(device), fd_(std::move(fd)) {}
+  void DrainFd();
   SoftDevice* device_;
   UniqueFd fd_;
   std::deque<rdma::CmEvent> events_;
@@ -70,8 +71,17 @@ class SoftCmId final : public rdma::CmId {
 
  private:
   enum class State {
-    kIdle, kListening, kAddrResolved, kRouteResolved, kTcpConnecting, kAwaitReply,
-    kAwaitRequest, kRequestDelivered, kSendingReply, kEstablished, kClosed,
+    kIdle,
+    kListening,
+    kAddrResolved,
+    kRouteResolved,
+    kTcpConnecting,
+    kAwaitReply,
+    kAwaitRequest,
+    kRequestDelivered,
+    kSendingReply,
+    kEstablished,
+    kClosed,
   };
 
   // Passive side: a connection accepted on `listener`.
@@ -109,7 +119,7 @@ class SoftCmId final : public rdma::CmId {
   std::string local_address_;
   std::vector<uint8_t> out_;
   size_t out_sent_ = 0;
-  MpaFrame request_;           // what we sent (initiator) or received (responder)
+  MpaFrame request_;  // what we sent (initiator) or received (responder)
   MpaNegotiated negotiated_;
   rdma::ConnParam local_param_;
   bool close_after_flush_ = false;

@@ -19,7 +19,10 @@ absl::StatusOr<std::unique_ptr<SoftCompletionChannel>> SoftCompletionChannel::Cr
 }
 
 absl::StatusOr<rdma::CompletionQueue*> SoftCompletionChannel::GetEvent() {
-  if (events_.empty()) return absl::UnavailableError("no CQ event");
+  if (events_.empty()) {
+    ClearSignal();
+    return absl::UnavailableError("no CQ event");
+  }
   SoftCq* cq = events_.front();
   events_.pop_front();
   if (events_.empty()) ClearSignal();

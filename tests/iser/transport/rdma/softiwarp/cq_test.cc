@@ -1,6 +1,8 @@
-// Completion channel of the software iWARP device: how an armed CQ's event reaches the
-// consumer, through the eventfd (any thread's loop) or, on the device's own loop,
-// straight to the watcher after the batch that produced it.
+// Event channels of the software iWARP device. The completion channel: how an armed
+// CQ's event reaches the consumer, through the eventfd (any thread's loop) or, on the
+// device's own loop, straight to the watcher after the batch that produced it. Both
+// channels: their fd is readable exactly while they hold events (a level-triggered loop
+// would spin on a readable fd with nothing behind it).
 #include "iser/transport/rdma/softiwarp/cq.h"
 
 #include <poll.h>
@@ -11,6 +13,8 @@
 
 #include "gtest/gtest.h"
 #include "iser/base/event_loop.h"
+#include "iser/transport/rdma/softiwarp/cm.h"
+#include "iser/transport/rdma/softiwarp/softiwarp.h"
 
 namespace iser::softiwarp {
 namespace {
@@ -157,6 +161,51 @@ TEST(SoftCompletionChannel, WatcherOnAnotherLoopGoesThroughTheFd) {
   });
   called.get_future().wait();
   consumer_loop.On([&] { ch->Unwatch(consumer_loop.loop()); });
+}
+
+// Regression: a connection torn down with its DISCONNECTED event still queued left the
+// CM channel's eventfd readable with no event behind it, and the target's loop spun at
+// 100% CPU until the next iSER connection.
+TEST(SoftCmEventChannel, FdIsNotLeftReadableWhenAnIdTakesItsEventsAway) {
+  auto loop = *EventLoop::Create();
+  std::unique_ptr<SoftDevice> dev = OpenDevice(loop.get());
+  std::unique_ptr<rdma::CmEventChannel> ch = *CreateEventChannel(dev.get());
+  std::unique_ptr<rdma::CmId> keep = *ch->CreateId(nullptr);
+  std::unique_ptr<rdma::CmId> gone = *ch->CreateId(nullptr);
+  auto* soft = static_cast<SoftCmEventChannel*>(ch.get());
+  rdma::CmEvent e;
+  e.type = rdma::CmEventType::kDisconnected;
+  e.id = gone.get();
+  soft->Push(std::move(e));
+  EXPECT_TRUE(Readable(ch->fd()));
+  gone.reset();
+  EXPECT_FALSE(Readable(ch->fd()));
+  EXPECT_FALSE(ch->GetEvent().ok());
+
+  // Another id's event still pending keeps the fd readable, until it is taken.
+  rdma::CmEvent a, b;
+  a.type = b.type = rdma::CmEventType::kDisconnected;
+  a.id = keep.get();
+  gone = *ch->CreateId(nullptr);
+  b.id = gone.get();
+  soft->Push(std::move(a));
+  soft->Push(std::move(b));
+  gone.reset();
+  EXPECT_TRUE(Readable(ch->fd()));
+  auto got = ch->GetEvent();
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->id, keep.get());
+  EXPECT_FALSE(Readable(ch->fd()));
+}
+
+TEST(SoftCompletionChannel, FdIsNotLeftReadableWhenACqGoesAway) {
+  auto ch = *SoftCompletionChannel::Create(nullptr);
+  auto cq = std::make_unique<SoftCq>(16, nullptr, ch.get());
+  ASSERT_TRUE(cq->RequestNotify(false).ok());
+  cq->Push(Wc(1), false);
+  EXPECT_TRUE(Readable(ch->fd()));
+  cq.reset();
+  EXPECT_FALSE(Readable(ch->fd()));
 }
 
 }  // namespace

@@ -6,6 +6,9 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -42,9 +45,9 @@ class DaemonIserTest : public ::testing::TestWithParam<const char*> {
     std::string lun = dir_ + "/lun0.img";
     pid_ = ::fork();
     if (pid_ == 0) {
-      execl(ISER_TARGET_BIN, ISER_TARGET_BIN, "--listen", listen.c_str(), "--transport",
-            GetParam(), "--target", kIqn, "--lun", lun.c_str(), "--size", "16M",
-            "--log-level", "warning", static_cast<char*>(nullptr));
+      execl(ISER_TARGET_BIN, ISER_TARGET_BIN, "--listen", listen.c_str(), "--transport", GetParam(),
+            "--target", kIqn, "--lun", lun.c_str(), "--size", "16M", "--log-level", "warning",
+            static_cast<char*>(nullptr));
       _exit(127);
     }
     ASSERT_GT(pid_, 0);
@@ -106,6 +109,38 @@ TEST_P(DaemonIserTest, IserSessionReadsWhatItWrote) {
   target::testing::RawInitiator tcp(port_);
   bool tcp_ok = tcp.connected() && tcp.Login(kIqn);
   EXPECT_EQ(tcp_ok, std::string(GetParam()) == "any");
+}
+
+uint64_t CpuTicks(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::istringstream fields(stat.substr(stat.rfind(')') + 2));  // after "pid (comm) "
+  std::string f;
+  uint64_t utime = 0, stime = 0;
+  for (int i = 3; fields >> f; ++i) {  // field 3 is the state
+    if (i == 14) utime = std::stoull(f);
+    if (i == 15) {
+      stime = std::stoull(f);
+      break;
+    }
+  }
+  return utime + stime;
+}
+
+// Regression: after an iSER connection ended, a CM event channel fd stayed readable with
+// nothing behind it and the daemon's loop spun at 100% CPU.
+TEST_P(DaemonIserTest, DaemonIsIdleAfterAnIserSessionEnds) {
+  ini_ = std::make_unique<testing::IserTestInitiator>(loop_.get());
+  ASSERT_TRUE(ini_->Connect(port_));
+  ASSERT_TRUE(ini_->Login(kIqn));
+  ini_.reset();  // the connection goes away
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  uint64_t before = CpuTicks(pid_);
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  uint64_t used = CpuTicks(pid_) - before;
+  long hz = ::sysconf(_SC_CLK_TCK);
+  EXPECT_LT(used, static_cast<uint64_t>(hz / 5))
+      << "the idle daemon used " << used << " of " << hz << " ticks in a second";
 }
 
 INSTANTIATE_TEST_SUITE_P(Transport, DaemonIserTest, ::testing::Values("any", "iser"));

@@ -212,16 +212,17 @@ void Session::EnterFullFeature(const Bhs& final_response) {
   CancelTimer(&replacement_timer_);
   backoff_ = config_.reconnect_backoff_initial;
   fail_fast_ = false;
+  const char* over = transport_kind_ == InitiatorTransportKind::kIser ? "iSER" : "iSCSI/TCP";
   if (ever_logged_in_) {
     ++reconnects_;
-    ISER_LOG(kInfo, "session %s: reinstated at %s, reissuing %d commands", config_.target_name,
-             config_.portal, static_cast<int>(tasks_.size()));
-  }
-  if (!ever_logged_in_) {
+    ISER_LOG(kInfo, "session %s: reinstated at %s over %s, reissuing %d commands",
+             config_.target_name, config_.portal, over, static_cast<int>(tasks_.size()));
+  } else {
     ISER_LOG(kInfo, "session %s: logged in at %s over %s", config_.target_name, config_.portal,
-             transport_kind_ == InitiatorTransportKind::kIser ? "iSER" : "iSCSI/TCP");
+             over);
   }
   ever_logged_in_ = true;
+  if (config_.on_logged_in && transport_kind_) config_.on_logged_in(*transport_kind_);
   StartKeepAlive();
   AddConnections();
   MaybeFinishLogin();  // Login() completes once the extra connections are in (or failed)

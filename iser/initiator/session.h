@@ -111,6 +111,7 @@ class Session final {
   uint64_t reconnects() const { return reconnects_; }
   // The transport of the current connection ("iser", "tcp"), or the last one while
   // recovering; empty before the first connection.
+  std::optional<InitiatorTransportKind> transport_kind() const { return transport_kind_; }
   std::string transport_name() const {
     return transport_kind_ ? TransportKindName(*transport_kind_) : "";
   }

@@ -4,6 +4,7 @@
 #define ISER_INITIATOR_SESSION_CONFIG_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -55,6 +56,11 @@ struct SessionConfig {
   absl::Duration reconnect_backoff_max = absl::Seconds(5);
 
   TransportFactory transport_factory;  // required
+  // Called on the session's loop each time the session enters full feature phase: the
+  // first login and every reinstatement. With transport "auto" a reinstatement may land
+  // on another transport than the first login; whoever reports the transport (the
+  // attachment record) follows it here.
+  std::function<void(InitiatorTransportKind)> on_logged_in;
 };
 
 // A session's durable description: enough for a new process to reinstate it (same

@@ -31,6 +31,8 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -240,6 +242,34 @@ void Report(int fd, const std::string& line) {
   if (fd > 2) close(fd);
 }
 
+// The attachment record once written, kept in step with the session's transport: with
+// transport auto, a reinstatement after a lost connection may come up over the other
+// transport, and --list must say which one the device is using now. Called from the
+// session's loop (on_logged_in) and from Serve.
+class RecordKeeper {
+ public:
+  explicit RecordKeeper(std::string dir) : dir_(std::move(dir)) {}
+  void Written(const AttachmentRecord& rec) {
+    std::lock_guard<std::mutex> lock(mu_);
+    rec_ = rec;
+  }
+  void TransportIs(initiator::InitiatorTransportKind kind) {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::string name = initiator::TransportKindName(kind);
+    if (!rec_ || rec_->transport == name) return;
+    ISER_LOG(kInfo, "%s: the session now runs over %s (was %s)", rec_->device.c_str(), name.c_str(),
+             rec_->transport.c_str());
+    rec_->transport = name;
+    if (absl::Status s = WriteRecord(dir_, *rec_); !s.ok())
+      ISER_LOG(kWarning, "updating the attachment record: %s", s.ToString().c_str());
+  }
+
+ private:
+  std::mutex mu_;
+  std::string dir_;
+  std::optional<AttachmentRecord> rec_;  // unset until the first record is written
+};
+
 // The serving process: attach, expose, record, wait for a signal, detach.
 int Serve(const Flags& f, int report_fd) {
   // A caller that went away before the report must not kill the attachment (the record
@@ -261,6 +291,10 @@ int Serve(const Flags& f, int report_fd) {
   config.connections = static_cast<uint32_t>(f.connections);
   config.transport_factory =
       transport::InitiatorTransportFactory(*transport::ParseTransportChoice(f.transport));
+  auto keeper = std::make_shared<RecordKeeper>(f.state_dir);
+  config.on_logged_in = [keeper](initiator::InitiatorTransportKind kind) {
+    keeper->TransportIs(kind);
+  };
   absl::StatusOr<std::unique_ptr<initiator::SyncInitiator>> init =
       initiator::SyncInitiator::Connect(config);
   if (!init.ok()) {
@@ -324,6 +358,11 @@ int Serve(const Flags& f, int report_fd) {
     Report(report_fd, absl::StrCat("ERR recording the attachment: ", s.ToString()));
     return 1;
   }
+  keeper->Written(rec);
+  // A reinstatement between reading the transport above and now is caught here.
+  (*init)->RunOnLoop([&] {
+    if (auto kind = (*init)->session()->transport_kind()) keeper->TransportIs(*kind);
+  });
   std::string record_path = RecordPath(f.state_dir, rec.device);
   std::string error_path = record_path + ".detach-error";
   unlink(error_path.c_str());

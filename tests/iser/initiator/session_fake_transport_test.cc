@@ -47,7 +47,7 @@ class FakeTransport : public InitiatorTransport {
     return c;
   }
 
-  InitiatorTransportKind kind() const override { return InitiatorTransportKind::kTcp; }
+  InitiatorTransportKind kind() const override { return kind_; }
   bool solicit_beyond_immediate() const override { return solicit; }
   std::string peer_address() const override { return "fake"; }
   void SetEvents(InitiatorTransportEvents* events) override { events_ = events; }
@@ -102,6 +102,7 @@ class FakeTransport : public InitiatorTransport {
   void set_window(uint32_t w) { window_ = w; }
 
   std::vector<SentPdu> sent;
+  InitiatorTransportKind kind_ = InitiatorTransportKind::kTcp;
   bool solicit = false;  // solicit_beyond_immediate()
   uint32_t stat_sn = 100;
   uint32_t exp_cmd_sn = 1;
@@ -222,6 +223,54 @@ class SessionWire : public ::testing::Test {
   bool aborted_ = false;
   int connects_ = 0;
 };
+
+// With transport auto a reinstatement may come up over another transport than the first
+// login: the session reports every login with the transport it got (the attachment
+// record follows it), and transport_name() says the current one.
+TEST_F(SessionWire, ReportsEachLoginWithTheTransportItGot) {
+  SessionConfig c;
+  c.portal = "fake:3260";
+  c.target_name = "iqn.2026-11.org.iser-csi:fake";
+  c.nop_interval = absl::ZeroDuration();
+  c.reconnect_backoff_initial = absl::Milliseconds(1);
+  std::vector<InitiatorTransportKind> logins;
+  c.on_logged_in = [&](InitiatorTransportKind k) { logins.push_back(k); };
+  c.transport_factory = [this](EventLoop*, const std::string&, absl::Duration,
+                               TransportConnectCallback done) {
+    auto t = std::make_unique<FakeTransport>(Offer(), 16, &fake_, &aborted_);
+    // iSER first; the reconnect finds only TCP (an auto factory falling back).
+    t->kind_ = connects_++ == 0 ? InitiatorTransportKind::kIser : InitiatorTransportKind::kTcp;
+    fake_ = t.get();
+    done(std::unique_ptr<InitiatorTransport>(std::move(t)));
+  };
+  absl::Status login = absl::UnknownError("pending");
+  OnLoop([&] {
+    session_ = std::make_unique<Session>(loop_.get(), c);
+    session_->Login([&](absl::Status s) { login = s; });
+  });
+  ASSERT_TRUE(login.ok()) << login;
+  std::string first_name;
+  OnLoop([&] {
+    first_name = session_->transport_name();
+    session_->DropConnection(0);
+  });
+  EXPECT_EQ(first_name, "iser");
+  // The reconnect runs from a timer; its login answers are pumped by OnLoop.
+  for (int i = 0; i < 500 && logins.size() < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    OnLoop([] {});
+  }
+  std::vector<InitiatorTransportKind> want = {InitiatorTransportKind::kIser,
+                                              InitiatorTransportKind::kTcp};
+  std::vector<InitiatorTransportKind> got;
+  std::string now_name;
+  OnLoop([&] {
+    got = logins;
+    now_name = session_->transport_name();
+  });
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(now_name, "tcp");
+}
 
 TEST_F(SessionWire, NeverSendsBeyondMaxCmdSnAndQueuesTheRest) {
   LogIn(Offer(), /*window=*/2);

@@ -242,9 +242,14 @@ case_fault() {
     sleep 1
     alive "$FIO_PID" || fail "fio ended while the target was down"
     mv "$WORK/iser-target.log" "$WORK/iser-target-1.log"
-    iser_target_start "$TARGET_BIN" "$WORK" "$PORT" "$IQN" "$LUNFILE" "$SIZE" ||
-      fail "iser-target did not restart"
-    log "iser-target restarted (pid $ISER_TARGET_PID) on the same port and LUN file"
+    # With --transport auto the target comes back serving iSCSI/TCP only: the
+    # reinstatement falls back to TCP and the attachment record must follow it.
+    local restart_extra=()
+    [[ $TRANSPORT == auto ]] && restart_extra=(--transport tcp)
+    iser_target_start "$TARGET_BIN" "$WORK" "$PORT" "$IQN" "$LUNFILE" "$SIZE" \
+      "${restart_extra[@]}" || fail "iser-target did not restart"
+    log "iser-target restarted (pid $ISER_TARGET_PID) on the same port and LUN file" \
+      "${restart_extra[*]}"
   fi
   local rc=0
   wait "$FIO_PID" || rc=$?
@@ -254,6 +259,12 @@ case_fault() {
   grep -q "err= 0" "$WORK/fio-fault.out" || fail "fio reported errors"
   grep -E "lost|reinstated" "$WORK/iser-attach.log" | tail -4
   grep -q "reinstated" "$WORK/iser-attach.log" || fail "the initiator never reinstated the session"
+  if [[ $PEER == iser-target && $TRANSPORT == auto ]]; then
+    "$ATTACH" --state-dir "$STATE" --list | tee "$WORK/list.out"
+    grep -q "^$DEV .* tcp .*serving" "$WORK/list.out" ||
+      fail "--list does not show that $DEV fell back to tcp"
+    log "the record followed the session from iser to tcp"
+  fi
   detach "$DEV"
   log "PASS fault ($PEER, $TRANSPORT)"
 }

@@ -170,10 +170,7 @@ class SessionWire : public ::testing::Test {
   }
   // Logs in against a fake target offering `offer` with a CmdSN window of `window`.
   void LogIn(login::OperationalParams offer, uint32_t window) {
-    SessionConfig c;
-    c.portal = "fake:3260";
-    c.target_name = "iqn.2026-11.org.iser-csi:fake";
-    c.nop_interval = absl::ZeroDuration();
+    SessionConfig c = FakeConfig();
     c.transport_factory = [this, offer, window](EventLoop*, const std::string&, absl::Duration,
                                                 TransportConnectCallback done) {
       if (connects_++ > 0) {  // a reconnect: this test's target is gone
@@ -184,13 +181,23 @@ class SessionWire : public ::testing::Test {
       fake_ = t.get();
       done(std::unique_ptr<InitiatorTransport>(std::move(t)));
     };
+    StartSession(c);
+    fake_->sent.clear();
+  }
+  static SessionConfig FakeConfig() {
+    SessionConfig c;
+    c.portal = "fake:3260";
+    c.target_name = "iqn.2026-11.org.iser-csi:fake";
+    c.nop_interval = absl::ZeroDuration();
+    return c;
+  }
+  void StartSession(const SessionConfig& c) {
     absl::Status login = absl::UnknownError("pending");
     OnLoop([&] {
       session_ = std::make_unique<Session>(loop_.get(), c);
       session_->Login([&](absl::Status s) { login = s; });
     });
     ASSERT_TRUE(login.ok()) << login;
-    fake_->sent.clear();
   }
   static login::OperationalParams Offer() {
     login::OperationalParams o;
@@ -228,10 +235,7 @@ class SessionWire : public ::testing::Test {
 // login: the session reports every login with the transport it got (the attachment
 // record follows it), and transport_name() says the current one.
 TEST_F(SessionWire, ReportsEachLoginWithTheTransportItGot) {
-  SessionConfig c;
-  c.portal = "fake:3260";
-  c.target_name = "iqn.2026-11.org.iser-csi:fake";
-  c.nop_interval = absl::ZeroDuration();
+  SessionConfig c = FakeConfig();
   c.reconnect_backoff_initial = absl::Milliseconds(1);
   std::vector<InitiatorTransportKind> logins;
   c.on_logged_in = [&](InitiatorTransportKind k) { logins.push_back(k); };
@@ -243,12 +247,7 @@ TEST_F(SessionWire, ReportsEachLoginWithTheTransportItGot) {
     fake_ = t.get();
     done(std::unique_ptr<InitiatorTransport>(std::move(t)));
   };
-  absl::Status login = absl::UnknownError("pending");
-  OnLoop([&] {
-    session_ = std::make_unique<Session>(loop_.get(), c);
-    session_->Login([&](absl::Status s) { login = s; });
-  });
-  ASSERT_TRUE(login.ok()) << login;
+  StartSession(c);
   std::string first_name;
   OnLoop([&] {
     first_name = session_->transport_name();

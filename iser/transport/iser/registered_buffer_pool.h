@@ -18,11 +18,11 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <span>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "iser/transport/rdma/verbs.h"
 
@@ -91,7 +91,9 @@ class RegisteredBufferPool {
     size_t len;
     std::shared_ptr<rdma::MemoryRegion> mr;
   };
-  std::map<uintptr_t, Cached> key_cache_;
+  // Exact-address lookups only: a hash map, not an ordered one (std::map made every
+  // lookup a dozen cache misses: 0.3-0.5 us per I/O at the target).
+  absl::flat_hash_map<uintptr_t, Cached> key_cache_;
   size_t registrations_ = 0;
 };
 

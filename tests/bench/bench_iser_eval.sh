@@ -28,6 +28,8 @@
 # by other processes during the cell, in % of the whole machine (noise indicator; it
 # leaves out irq/softirq time, most of which on loopback is our own TCP receive work and
 # is charged to neither process: the footer gives its median share).
+# After every cell the target must go idle (under half a CPU over 0.25 s); one that keeps
+# spinning is a PROBLEM (it would skew the next cell) and fails the run.
 # Not a ctest (timings); --smoke is (a few 1 s cells, checks every cell worked).
 #
 #   bench_iser_eval.sh [--build DIR] [--seconds S] [--rounds N] [--size-mib N]
@@ -57,7 +59,7 @@ while [[ $# -gt 0 ]]; do
     --transports) TRANSPORTS=$2; shift ;;
     --smoke) SMOKE=1 ;;
     --keep-results) KEEP=$2; shift ;;
-    -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -131,6 +133,23 @@ run() {
     "$(grep -o -E '(iops|mbps|lat_mean_us|lat_p99_us)=[0-9.]+' <<<"$line" | tr '\n' ' ')"
 }
 
+# After every cell the target must go quiet: a loop spinning with nothing to do (as after
+# iSER disconnects before 1811e82) burns the CPU the next cell measures with. Ticks of
+# utime+stime in 0.25 s; the busy-poll window after the last I/O is 200 us.
+target_ticks() { sed 's/.*) //' "/proc/$ISER_TARGET_PID/stat" | awk '{print $12 + $13}'; }
+idle_check() {   # label
+  local t0 t1 hz
+  sleep 0.05
+  t0=$(target_ticks)
+  sleep 0.25
+  t1=$(target_ticks)
+  hz=$(getconf CLK_TCK)
+  if (((t1 - t0) * 2 > hz / 4)); then   # over half of the 0.25 s
+    NOTES+=("the target used $((t1 - t0)) of $((hz / 4)) CPU ticks while idle after $1")
+    log "${NOTES[-1]}"
+  fi
+}
+
 # Which transports work here: a 0.2 s probe each. One that does not is left out of the
 # table and makes the run fail at the end (the other rows are still measured).
 AVAIL=()
@@ -187,6 +206,7 @@ for cell in "${CELLS[@]}"; do
   done
   for tr in "${order[@]}"; do
     run "$rw:$bs:$qd:$setting:$conns:$crc:$round" "$tr" "${args[@]}"
+    idle_check "$rw:$bs:$qd:$setting:$conns:$crc:$round $tr"
   done
   n=$((n + 1))
 done

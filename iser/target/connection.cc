@@ -348,8 +348,8 @@ void Connection::HandleFfpPdu(pdu::ReceivedPdu pdu, IoBuffer data_buffer) {
   }
   switch (pdu.bhs.opcode()) {
     case Opcode::kDataOut:
-      if (HoldDataOutOfHeldCommand(pdu)) return;
-      HandleDataOut(std::move(pdu));
+      if (HoldDataOutOfHeldCommand(pdu, data_buffer)) return;
+      HandleDataOut(std::move(pdu));  // copies what is not in the task already
       return;
     case Opcode::kScsiCommand:
     case Opcode::kNopOut:
@@ -365,7 +365,8 @@ void Connection::HandleFfpPdu(pdu::ReceivedPdu pdu, IoBuffer data_buffer) {
         session_->exp_cmd_sn++;
         Connection* conn = node.mapped().conn;
         conn->Dispatch(std::move(node.mapped().pdu), std::move(node.mapped().data_buffer));
-        for (pdu::ReceivedPdu& data : node.mapped().data_out) conn->HandleDataOut(std::move(data));
+        for (Session::Pending::HeldDataOut& data : node.mapped().data_out)
+          conn->HandleDataOut(std::move(data.pdu));
       }
       return;
     case Opcode::kSnackRequest:
@@ -404,7 +405,7 @@ bool Connection::CheckCmdSn(pdu::ReceivedPdu& pdu, IoBuffer& data_buffer) {
   return false;
 }
 
-bool Connection::HoldDataOutOfHeldCommand(pdu::ReceivedPdu& pdu) {
+bool Connection::HoldDataOutOfHeldCommand(pdu::ReceivedPdu& pdu, IoBuffer& data_buffer) {
   // With several connections a command can wait for CmdSN order while its unsolicited
   // Data-Out, which has no CmdSN, arrives right behind it; dropping that data would leave
   // the command waiting for it forever.
@@ -414,7 +415,7 @@ bool Connection::HoldDataOutOfHeldCommand(pdu::ReceivedPdu& pdu) {
   for (auto& [sn, held] : session_->reorder) {
     if (held.conn == this && held.pdu.bhs.opcode() == Opcode::kScsiCommand &&
         held.pdu.bhs.itt() == pdu.bhs.itt()) {
-      held.data_out.push_back(std::move(pdu));
+      held.data_out.push_back({std::move(pdu), std::move(data_buffer)});
       return true;
     }
   }

@@ -77,7 +77,8 @@ class Connection : public TransportEvents {
   void Dispatch(pdu::ReceivedPdu pdu, IoBuffer data_buffer);
   void HandleScsiCommand(pdu::ReceivedPdu pdu, IoBuffer data_buffer);
   void HandleDataOut(pdu::ReceivedPdu pdu);
-  bool HoldDataOutOfHeldCommand(pdu::ReceivedPdu& pdu);  // true: kept for later
+  // true: kept for later (with the buffer holding its data, if any)
+  bool HoldDataOutOfHeldCommand(pdu::ReceivedPdu& pdu, IoBuffer& data_buffer);
   void HandleNopOut(pdu::ReceivedPdu pdu);
   void HandleTextRequest(pdu::ReceivedPdu pdu);
   void HandleTaskMgmt(pdu::ReceivedPdu pdu);

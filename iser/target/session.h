@@ -44,7 +44,11 @@ class Session {
     // Unsolicited Data-Out for this command that arrived on its connection before the
     // command's turn: the task does not exist yet, so it waits here (at most
     // FirstBurstLength per command, and the window bounds the commands).
-    std::vector<pdu::ReceivedPdu> data_out;
+    struct HeldDataOut {
+      pdu::ReceivedPdu pdu;
+      IoBuffer data_buffer;  // holds pdu.data when the transport handed its buffer over
+    };
+    std::vector<HeldDataOut> data_out;
   };
   std::map<uint32_t, Pending> reorder;
 

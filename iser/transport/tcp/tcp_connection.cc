@@ -18,12 +18,22 @@ void TcpConnection::SetEvents(target::TransportEvents* events) {
   cb.check_header = [events](const pdu::Bhs& bhs) { return events->CheckHeader(bhs); };
   cb.place_data = [this, events](const pdu::Bhs& bhs) {
     if (bhs.opcode() == pdu::Opcode::kScsiCommand) return PlaceImmediateData(bhs);
-    return events->PlaceData(bhs);
+    unplaced_data_buffer_ = IoBuffer();
+    std::span<uint8_t> in_task = events->PlaceData(bhs);
+    if (!in_task.empty() || bhs.opcode() != pdu::Opcode::kDataOut) return in_task;
+    return PlaceUnplacedDataOut(bhs);
   };
   cb.on_pdu = [this, events](pdu::ReceivedPdu pdu) {
     if (pdu.placed && pdu.bhs.opcode() == pdu::Opcode::kScsiCommand) {
       ++immediate_buffers_handed_over_;
       events->OnPduReceived(std::move(pdu), std::move(immediate_buffer_));
+      return;
+    }
+    if (pdu.placed && pdu.bhs.opcode() == pdu::Opcode::kDataOut && !unplaced_data_buffer_.empty()) {
+      // In our buffer, not in the task's: the core copies it (placed means "in the task").
+      pdu.placed = false;
+      ++unplaced_data_handed_over_;
+      events->OnPduReceived(std::move(pdu), std::move(unplaced_data_buffer_));
       return;
     }
     events->OnPduReceived(std::move(pdu));
@@ -56,6 +66,18 @@ std::span<uint8_t> TcpConnection::PlaceImmediateData(const pdu::Bhs& bhs) {
   size_t size = edtl > dsl && edtl <= first_burst_length_ ? edtl : dsl;
   immediate_buffer_ = IoBuffer::Allocate(size);
   return immediate_buffer_.span().first(dsl);
+}
+
+std::span<uint8_t> TcpConnection::PlaceUnplacedDataOut(const pdu::Bhs& bhs) {
+  // A Data-Out the core has no task span for: unsolicited data of a command held for
+  // CmdSN order (MC/S), or data for an unknown task. Left to the stream it would go to a
+  // fresh heap vector, with the out-of-order frees across connections that made glibc
+  // trim and regrow its heap (see PlaceImmediateData); a pooled buffer costs neither.
+  // The stream has checked the length against MaxRecvDataSegmentLength already.
+  uint32_t dsl = bhs.data_segment_length();
+  if (dsl == 0) return {};
+  unplaced_data_buffer_ = IoBuffer::Allocate(dsl);
+  return unplaced_data_buffer_.span().first(dsl);
 }
 
 bool TcpConnection::QueueDataIn(target::Task& task, bool with_status) {

@@ -42,9 +42,13 @@ class TcpConnection final : public target::ConnectionTransport {
   uint64_t bytes_sent() const { return stream_.bytes_sent(); }
   // SCSI Commands whose immediate data arrived in a buffer handed to the core with them.
   uint64_t immediate_buffers_handed_over() const { return immediate_buffers_handed_over_; }
+  // Data-Out PDUs that had no place in a task (e.g. unsolicited data of a command held
+  // for CmdSN order) and arrived in a pooled buffer handed to the core with them.
+  uint64_t unplaced_data_buffers_handed_over() const { return unplaced_data_handed_over_; }
 
  private:
   std::span<uint8_t> PlaceImmediateData(const pdu::Bhs& bhs);
+  std::span<uint8_t> PlaceUnplacedDataOut(const pdu::Bhs& bhs);
 
   PduStream stream_;
   std::string peer_;
@@ -56,6 +60,9 @@ class TcpConnection final : public target::ConnectionTransport {
   // receives one PDU at a time, so one is enough); handed over when the PDU completes.
   IoBuffer immediate_buffer_;
   uint64_t immediate_buffers_handed_over_ = 0;
+  // Same for a Data-Out the core had no task buffer span for.
+  IoBuffer unplaced_data_buffer_;
+  uint64_t unplaced_data_handed_over_ = 0;
 };
 
 }  // namespace iser::transport

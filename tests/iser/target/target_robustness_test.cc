@@ -84,14 +84,20 @@ class TargetFixture : public ::testing::Test {
 
   // Sum over every TCP connection accepted so far; only for tests whose connections are
   // all still open (the target owns and frees them).
-  uint64_t ImmediateBuffersHandedOver() {
+  uint64_t SumOverTcpConnections(uint64_t (transport::TcpConnection::*counter)() const) {
     std::promise<uint64_t> total;
     loop_->Post([&] {
       uint64_t n = 0;
-      for (transport::TcpConnection* c : tcp_connections_) n += c->immediate_buffers_handed_over();
+      for (transport::TcpConnection* c : tcp_connections_) n += (c->*counter)();
       total.set_value(n);
     });
     return total.get_future().get();
+  }
+  uint64_t ImmediateBuffersHandedOver() {
+    return SumOverTcpConnections(&transport::TcpConnection::immediate_buffers_handed_over);
+  }
+  uint64_t UnplacedDataBuffersHandedOver() {
+    return SumOverTcpConnections(&transport::TcpConnection::unplaced_data_buffers_handed_over);
   }
 
   std::unique_ptr<EventLoop> loop_;
@@ -275,11 +281,11 @@ TEST_F(TargetFixture, UnsolicitedDataOutOfAHeldCommandIsKept) {
 }
 
 // Writes held for CmdSN order (their predecessor is still on the other connection), each
-// with immediate data: the TCP transport receives that data into a buffer it hands to the
-// core with the command (a whole write that fits FirstBurstLength becomes the task buffer;
-// a longer one has its immediate data copied into a task buffer of its own), rather than a
-// heap vector per command, whose out-of-order frees across two connections made glibc trim
-// and regrow its heap on every few commands and halved MC/S write throughput.
+// with immediate data, two with unsolicited Data-Out: the TCP transport receives that data
+// into buffers it hands to the core with the PDUs (a whole write that fits FirstBurstLength becomes
+// the task buffer; a longer one has its immediate data copied into a task buffer of its own),
+// rather than a heap vector per command, whose out-of-order frees across two connections made glibc
+// trim and regrow its heap on every few commands and halved MC/S write throughput.
 TEST_F(TargetFixture, ImmediateDataOfHeldWritesArrivesInHandedOverBuffers) {
   RawInitiator a(port_);
   a.initial_r2t = false;
@@ -366,6 +372,9 @@ TEST_F(TargetFixture, ImmediateDataOfHeldWritesArrivesInHandedOverBuffers) {
         << "LBA " << w.lba;
   }
   EXPECT_EQ(ImmediateBuffersHandedOver(), writes.size());
+  // The unsolicited Data-Out of the two held writes had no task to go to yet: pooled
+  // buffers too, kept with the held command and copied in when it runs (checked above).
+  EXPECT_EQ(UnplacedDataBuffersHandedOver(), 2u);
 }
 
 TEST_F(TargetFixture, NewLeadingLoginWithSameIsidReinstatesSession) {

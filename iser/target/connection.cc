@@ -394,8 +394,8 @@ bool Connection::CheckCmdSn(pdu::ReceivedPdu& pdu, IoBuffer& data_buffer) {
     // Ahead of a gap (another connection's command is still on its way): hold it.
     // Moving keeps `data` valid: it points into the vector's heap block or into
     // `data_buffer`, whose memory does not move with it.
-    session_->reorder.try_emplace(sn,
-                                  Session::Pending{this, std::move(pdu), std::move(data_buffer)});
+    session_->reorder.try_emplace(
+        sn, Session::Pending{this, std::move(pdu), std::move(data_buffer), {}});
     return false;
   }
   // Outside the window: silently ignored (RFC 7143 sec 3.2.2.1).

@@ -133,6 +133,24 @@ attach() {   # prints the device path; extra args are passed through
 }
 
 fuse_dir_of() { sed -n 's/.*"fuse_mount_dir": "\(.*\)".*/\1/p' "$STATE/$(basename "$1").json"; }
+serving_pid_of() { sed -n 's/.*"pid": \([0-9]*\).*/\1/p' "$STATE/$(basename "$1").json"; }
+
+# The serving process of an idle attachment must sleep: under a fifth of a CPU over 1 s
+# (a loop left spinning on a readable fd, as the iSER CM channel did after a connection
+# went away, would take all of it).
+expect_idle() {   # device, what-happened-before
+  local pid ticks0 ticks1 hz
+  pid=$(serving_pid_of "$1")
+  [[ -n $pid ]] || fail "no serving pid for $1"
+  sleep 0.3
+  ticks0=$(sed 's/.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}')
+  sleep 1
+  ticks1=$(sed 's/.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}')
+  hz=$(getconf CLK_TCK)
+  ((ticks1 - ticks0 < hz / 5)) ||
+    fail "the serving process of $1 used $((ticks1 - ticks0)) of $hz CPU ticks in an idle second after $2"
+  log "serving process idle after $2 ($((ticks1 - ticks0)) of $hz ticks in 1 s)"
+}
 
 detach() {
   local dir
@@ -259,6 +277,7 @@ case_fault() {
   grep -q "err= 0" "$WORK/fio-fault.out" || fail "fio reported errors"
   grep -E "lost|reinstated" "$WORK/iser-attach.log" | tail -4
   grep -q "reinstated" "$WORK/iser-attach.log" || fail "the initiator never reinstated the session"
+  expect_idle "$DEV" "the reinstatement"
   if [[ $PEER == iser-target && $TRANSPORT == auto ]]; then
     "$ATTACH" --state-dir "$STATE" --list | tee "$WORK/list.out"
     grep -q "^$DEV .* tcp .*serving" "$WORK/list.out" ||

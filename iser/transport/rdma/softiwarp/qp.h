@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -41,6 +42,9 @@ struct QpConnParams {
   uint8_t send_rtr = kRtrNone;
   // Responder: hold all transmission until the first FPDU arrived (RFC 5044 7.1.2).
   bool hold_tx_until_rx = false;
+  // The EMSS now (0: unknown), read again before a message that needs more than one FPDU
+  // so MULPDU follows it. Start() reads TCP_MAXSEG unless the device forces a MULPDU.
+  std::function<uint32_t()> current_emss;
 };
 
 class SoftQp final : public rdma::QueuePair, private RxHandler {
@@ -118,6 +122,7 @@ class SoftQp final : public rdma::QueuePair, private RxHandler {
   void OnMessagePrepared();
   void CompleteWritten();
   bool ResolveLocal(SqWqe& w, uint32_t access);
+  void RefreshMulpdu(uint64_t message_bytes);
   void SetWantWrite(bool want);
   void UpdateInterest();
 

@@ -1,5 +1,7 @@
 // The receive state machine fed with input split at every byte offset, and DDP
 // segmentation at the MULPDU between two QPs over in-memory byte streams.
+#include "iser/transport/rdma/softiwarp/rx.h"
+
 #include <cstring>
 #include <numeric>
 
@@ -7,7 +9,6 @@
 #include "iser/transport/rdma/softiwarp/cq.h"
 #include "iser/transport/rdma/softiwarp/device.h"
 #include "iser/transport/rdma/softiwarp/qp.h"
-#include "iser/transport/rdma/softiwarp/rx.h"
 #include "tests/iser/transport/rdma/softiwarp/test_util.h"
 
 namespace iser::softiwarp {
@@ -276,6 +277,53 @@ TEST(SegmentationTest, SendAndWriteSplitAtMulpdu) {
   EXPECT_EQ(wc[1].wr_id, 2u);
   EXPECT_EQ(wc[1].opcode, rdma::WcOpcode::kRdmaWrite);
   EXPECT_FALSE(b.qp->terminate_sent().has_value());
+}
+
+// MULPDU follows the EMSS as TCP reports it now, read again before each message of 16 KiB
+// or more or that needs more than one FPDU (Linux bounds the MSS by half the peer's window
+// early on: on loopback 32,741 at connect time, 65,483 later), not only at setup.
+TEST(SegmentationTest, MulpduFollowsTheEmssBeforeEachLargeMessage) {
+  SoftDevice dev(nullptr, {});
+  MemQp a(&dev), b(&dev);
+  MemoryByteSink a_out;
+  MemoryByteSource none({}, 1);
+  uint32_t emss = 32741;
+  int emss_reads = 0;
+  QpConnParams p;
+  p.mulpdu = MulpduForEmss(emss);
+  p.current_emss = [&] {
+    ++emss_reads;
+    return emss;
+  };
+  a.qp->StartWithIo(&none, &a_out, p);
+  std::vector<uint8_t> src = Pattern(131072, 9), dst(131072, 0);
+  auto src_mr = a.pd->RegisterMemory(src.data(), src.size(), rdma::kAccessLocalWrite);
+  auto dst_mr = b.pd->RegisterMemory(dst.data(), dst.size(),
+                                     rdma::kAccessLocalWrite | rdma::kAccessRemoteWrite);
+  ASSERT_TRUE(src_mr.ok() && dst_mr.ok());
+  auto write = [&](uint32_t bytes) {
+    a_out.data().clear();
+    rdma::Sge sge{reinterpret_cast<uint64_t>(src.data()), bytes, (*src_mr)->lkey()};
+    rdma::SendWr w;
+    w.opcode = rdma::WrOpcode::kRdmaWrite;
+    w.sg_list = {&sge, 1};
+    w.rkey = (*dst_mr)->rkey();
+    w.remote_addr = reinterpret_cast<uint64_t>(dst.data());
+    EXPECT_TRUE(a.qp->PostSend(w).ok());
+    std::vector<ParsedFpdu> fpdus = ParseFpdus(a_out.data());
+    for (const ParsedFpdu& f : fpdus) EXPECT_LE(f.ulpdu, MulpduForEmss(emss));  // MULPDU: max ULPDU
+    return fpdus.size();
+  };
+  EXPECT_EQ(write(131072), 5u);  // 32,720 bytes of payload per FPDU
+  EXPECT_EQ(emss_reads, 1);
+  emss = 65483;                  // the window opened
+  EXPECT_EQ(write(131072), 3u);  // 65,464 per FPDU
+  EXPECT_EQ(emss_reads, 2);
+  EXPECT_EQ(write(4096), 1u);  // small and fits one FPDU: no getsockopt for it
+  EXPECT_EQ(emss_reads, 2);
+  emss = 1448;  // and down again (a path MTU change): the next 16 KiB message sees it
+  EXPECT_EQ(write(16384), 12u);  // 1,428 per FPDU
+  EXPECT_EQ(emss_reads, 3);
 }
 
 }  // namespace

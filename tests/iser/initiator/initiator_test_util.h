@@ -274,12 +274,13 @@ struct WriteStream {
   int total = 400;
   int depth = 32;
   size_t bytes = 64 << 10;
-  std::vector<std::vector<uint8_t>> data;
-  std::vector<int> completions;
-  std::vector<absl::Status> status;
+  // Initialized here so that `WriteStream ws{ini, lun}` names every field it must.
+  std::vector<std::vector<uint8_t>> data{};
+  std::vector<int> completions{};
+  std::vector<absl::Status> status{};
   std::atomic<int> acked{0};
   int next = 0;
-  std::promise<void> finished;
+  std::promise<void> finished{};
 
   void Start() {
     for (int i = 0; i < total; ++i) data.push_back(Pattern(bytes, 5000 + i));

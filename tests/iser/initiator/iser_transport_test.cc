@@ -41,6 +41,18 @@ Connected ConnectTo(const SessionConfig& c) {
   return out;
 }
 
+// Connects over iSER proposing these ImmediateData/InitialR2T values; `negotiated` gets
+// what the login settled.
+Connected ConnectOverIser(InProcessTarget& target, bool immediate_data, bool initial_r2t,
+                          login::OperationalParams* negotiated) {
+  SessionConfig cfg = target.Config(TransportChoice::kIser);
+  cfg.immediate_data = immediate_data;
+  cfg.initial_r2t = initial_r2t;
+  Connected c = ConnectTo(cfg);
+  if (c.ini) c.ini->RunOnLoop([&] { *negotiated = c.ini->session()->params(); });
+  return c;
+}
+
 std::string TransportOf(SyncInitiator* ini) {
   std::string name;
   ini->RunOnLoop([&] { name = ini->session()->transport_name(); });
@@ -86,13 +98,9 @@ TEST(InitiatorOverIser, WriteDataModes) {
   for (bool immediate : {true, false}) {
     for (bool initial_r2t : {true, false}) {
       InProcessTarget target(PortalSetup());
-      SessionConfig cfg = target.Config(TransportChoice::kIser);
-      cfg.immediate_data = immediate;
-      cfg.initial_r2t = initial_r2t;
-      Connected c = ConnectTo(cfg);
-      ASSERT_NE(c.lun, nullptr);
       login::OperationalParams p;
-      c.ini->RunOnLoop([&] { p = c.ini->session()->params(); });
+      Connected c = ConnectOverIser(target, immediate, initial_r2t, &p);
+      ASSERT_NE(c.lun, nullptr);
       EXPECT_EQ(p.immediate_data, immediate);
       EXPECT_EQ(p.initial_r2t, initial_r2t);
       SCOPED_TRACE(::testing::Message()
@@ -108,13 +116,9 @@ TEST(InitiatorOverIser, WriteDataModes) {
 // out of a receive buffer plus an RDMA Read of the rest.
 TEST(InitiatorOverIser, OnlyWholeWritesGoAsImmediateData) {
   InProcessTarget target(PortalSetup());
-  SessionConfig cfg = target.Config(TransportChoice::kIser);
-  cfg.immediate_data = true;
-  cfg.initial_r2t = false;
-  Connected c = ConnectTo(cfg);
-  ASSERT_NE(c.lun, nullptr);
   login::OperationalParams p;
-  c.ini->RunOnLoop([&] { p = c.ini->session()->params(); });
+  Connected c = ConnectOverIser(target, /*immediate_data=*/true, /*initial_r2t=*/false, &p);
+  ASSERT_NE(c.lun, nullptr);
   ASSERT_TRUE(p.immediate_data);
   ASSERT_GE(p.first_burst_length, p.target_recv_dsl);
   struct Case {

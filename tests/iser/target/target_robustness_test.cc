@@ -84,6 +84,15 @@ class TargetFixture : public ::testing::Test {
 
   // Sum over every TCP connection accepted so far; only for tests whose connections are
   // all still open (the target owns and frees them).
+  // Logs `a` in as the leading connection of a session with `isid` and `b` in as its
+  // second connection (CID 1).
+  void LoginTwoConnections(RawInitiator& a, RawInitiator& b, uint64_t isid) {
+    ASSERT_TRUE(a.Login(kIqn, isid));
+    ASSERT_NE(a.tsih(), 0);
+    ASSERT_TRUE(b.Login(kIqn, isid, a.tsih(), /*cid=*/1));
+    EXPECT_EQ(b.tsih(), a.tsih());
+  }
+
   uint64_t SumOverTcpConnections(uint64_t (transport::TcpConnection::*counter)() const) {
     std::promise<uint64_t> total;
     loop_->Post([&] {
@@ -219,12 +228,8 @@ TEST_F(TargetFixture, WriteThenReadRoundTripsThroughR2t) {
 }
 
 TEST_F(TargetFixture, TwoConnectionsInOneSessionDeliverInCmdSnOrder) {
-  RawInitiator a(port_);
-  ASSERT_TRUE(a.Login(kIqn, 0x23d000000042ULL));
-  ASSERT_NE(a.tsih(), 0);
-  RawInitiator b(port_);
-  ASSERT_TRUE(b.Login(kIqn, 0x23d000000042ULL, a.tsih(), /*cid=*/1));
-  EXPECT_EQ(b.tsih(), a.tsih());
+  RawInitiator a(port_), b(port_);
+  ASSERT_NO_FATAL_FAILURE(LoginTwoConnections(a, b, 0x23d000000042ULL));
   // CmdSN n+1 goes out on B before n on A: the target holds it until n arrives.
   uint32_t n = a.cmd_sn();
   b.set_cmd_sn(n + 1);
@@ -245,11 +250,9 @@ TEST_F(TargetFixture, TwoConnectionsInOneSessionDeliverInCmdSnOrder) {
 // unsolicited Data-Out arrives before the predecessor: the data waits with the command.
 // (It used to be dropped as "unknown ITT" and the write never completed.)
 TEST_F(TargetFixture, UnsolicitedDataOutOfAHeldCommandIsKept) {
-  RawInitiator a(port_);
+  RawInitiator a(port_), b(port_);
   a.initial_r2t = false;
-  ASSERT_TRUE(a.Login(kIqn, 0x23d000000043ULL));
-  RawInitiator b(port_);
-  ASSERT_TRUE(b.Login(kIqn, 0x23d000000043ULL, a.tsih(), /*cid=*/1));
+  ASSERT_NO_FATAL_FAILURE(LoginTwoConnections(a, b, 0x23d000000043ULL));
   uint32_t n = a.cmd_sn();
   // WRITE(10) of 8 blocks at LBA 40 on B with CmdSN n+1, no F bit: unsolicited data follows.
   Bhs cmd = Bhs::Make(Opcode::kScsiCommand, 0x20 | 1);
@@ -282,16 +285,15 @@ TEST_F(TargetFixture, UnsolicitedDataOutOfAHeldCommandIsKept) {
 
 // Writes held for CmdSN order (their predecessor is still on the other connection), each
 // with immediate data, two with unsolicited Data-Out: the TCP transport receives that data
-// into buffers it hands to the core with the PDUs (a whole write that fits FirstBurstLength becomes
-// the task buffer; a longer one has its immediate data copied into a task buffer of its own),
-// rather than a heap vector per command, whose out-of-order frees across two connections made glibc
-// trim and regrow its heap on every few commands and halved MC/S write throughput.
+// into buffers it hands to the core with the PDUs (a whole write that fits
+// FirstBurstLength becomes the task buffer; a longer one has its immediate data copied
+// into a task buffer of its own), rather than a heap vector per command, whose
+// out-of-order frees across two connections made glibc trim and regrow its heap on every
+// few commands and halved MC/S write throughput.
 TEST_F(TargetFixture, ImmediateDataOfHeldWritesArrivesInHandedOverBuffers) {
-  RawInitiator a(port_);
+  RawInitiator a(port_), b(port_);
   a.initial_r2t = false;
-  ASSERT_TRUE(a.Login(kIqn, 0x23d000000044ULL));
-  RawInitiator b(port_);
-  ASSERT_TRUE(b.Login(kIqn, 0x23d000000044ULL, a.tsih(), /*cid=*/1));
+  ASSERT_NO_FATAL_FAILURE(LoginTwoConnections(a, b, 0x23d000000044ULL));
   constexpr uint32_t kFirstBurst = 65536;  // what RawInitiator negotiates
   auto pattern = [](size_t bytes, int seed) {
     std::string s(bytes, '\0');

@@ -148,7 +148,8 @@ expect_idle() {   # device, what-happened-before
   ticks1=$(sed 's/.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}')
   hz=$(getconf CLK_TCK)
   ((ticks1 - ticks0 < hz / 5)) ||
-    fail "the serving process of $1 used $((ticks1 - ticks0)) of $hz CPU ticks in an idle second after $2"
+    fail "the serving process of $1 used $((ticks1 - ticks0)) of $hz CPU ticks" \
+      "in an idle second after $2"
   log "serving process idle after $2 ($((ticks1 - ticks0)) of $hz ticks in 1 s)"
 }
 
